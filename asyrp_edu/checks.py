@@ -1,0 +1,52 @@
+"""Input validation with errors that say how to fix the input."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+
+def check_images(x: torch.Tensor, size: int | None = None, channels: int = 3, name: str = "images") -> torch.Tensor:
+    """Check a batch of images is float (B, C, H, W) in [-1, 1]; return it unchanged."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, {channels}, H, W), got {type(x).__name__}; "
+                        "convert with torch.as_tensor(...) first")
+    if x.ndim == 3:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}: a single image; add a batch axis with x[None] "
+                         f"to get (1, {channels}, H, W)")
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"{name} must have shape (B, {channels}, H, W), got {tuple(x.shape)}; "
+                         "channels-last arrays need x.permute(0, 3, 1, 2)")
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        raise ValueError(f"{name} are {x.shape[-2]}×{x.shape[-1]} but the model expects {size}×{size}; "
+                         f"resize them (e.g. torch.nn.functional.interpolate(x, size={size}))")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name} have dtype {x.dtype}; convert to float in [-1, 1] with x.float() / 127.5 - 1")
+    lo, hi = float(x.min()), float(x.max())
+    if not (torch.isfinite(x).all()):
+        raise ValueError(f"{name} contain NaN or inf values")
+    if lo < -1.001 or hi > 1.001:
+        hint = "x / 127.5 - 1" if hi > 2 else "x * 2 - 1" if lo >= 0 else "x.clamp(-1, 1)"
+        raise ValueError(f"{name} range over [{lo:.3g}, {hi:.3g}] but must lie in [-1, 1]; rescale with {hint}")
+    return x
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_sha256(path: Path, expected: str, how_to_fix: str) -> None:
+    """Raise if the file is missing or its sha256 differs from `expected`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing weights file {path}; {how_to_fix}")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ValueError(f"sha256 of {path} is {actual[:16]}… but {expected[:16]}… was expected: the file is "
+                         f"corrupt or was replaced; {how_to_fix}")

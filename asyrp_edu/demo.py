@@ -1,0 +1,46 @@
+"""`asyrp-edu demo`: the shipped toy models at work, written as one figure."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import matplotlib
+
+from . import toy
+from .ddim import ddim_invert, ddim_generate, unet_noise_model
+from .evaluator import load_evaluator
+from .models import load_toy_ddpm
+from .quality import sample_from_noise
+from .settings import steps
+
+
+def _labels(attrs: dict) -> list[str]:
+    """Short column titles: mouth curvature and glasses as the judge reads them."""
+    return [f"mouth {float(m):+.1f}\n{'glasses' if g else 'no glasses'}" for m, g in zip(attrs["mouth"], attrs["glasses"])]
+
+
+def run_demo(out: Path = Path("asyrp_edu_demo.png"), n: int = 8, seed: int = 0) -> Path:
+    """Sample faces from noise, invert and reconstruct held-out faces, judge them all; save the figure."""
+    matplotlib.use("Agg")
+    from .viz import image_grid
+
+    start = time.perf_counter()
+    unet, schedule = load_toy_ddpm()
+    judge = load_evaluator()
+    samples = sample_from_noise(unet, schedule, n, num_steps=steps(50, 10), seed=seed)
+    originals, _ = toy.sample(n, seed=seed, heldout=True)
+    model = unet_noise_model(unet)
+    x_T = ddim_invert(model, originals, schedule, num_steps=steps(40, 10))
+    recon = ddim_generate(model, x_T, schedule, num_steps=steps(40, 10), clip_x0=False)
+    mse = float((recon - originals).pow(2).mean())
+    fig = image_grid([samples, originals, x_T.clamp(-1, 1), recon],
+                     row_titles=["DDIM samples\nfrom noise", "held-out\nfaces", "their x_T\n(inverted)",
+                                 "reconstructed"],
+                     col_titles=_labels(judge(samples)),
+                     title=f"asyrp_edu toy world: shipped DDPM (reconstruction MSE {mse:.4f}); "
+                           "titles: the judge's reading of row 1", scale=1.3)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out.resolve()} in {time.perf_counter() - start:.1f} s (reconstruction MSE {mse:.5f})")
+    return out

@@ -1,0 +1,91 @@
+"""Checks for the notebooks' exercises: each compares a student's function with the library's and explains."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .ddim import Schedule, ddim_sigma, direction_to_xt, predict_x0, q_sample
+
+
+@dataclass
+class Verdict:
+    """The outcome of one check; shows as ✅/❌ with the reason in a notebook."""
+
+    passed: bool
+    message: str
+
+    def __repr__(self) -> str:
+        return ("✅ right: " if self.passed else "❌ not yet: ") + self.message
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def _compare(got, expected: torch.Tensor, hints: dict[str, torch.Tensor], what: str) -> Verdict:
+    """Right if got ≈ expected; otherwise name the known mistake it matches, or the size of the error."""
+    if got is None:
+        return Verdict(False, f"your function returned None; `return` the {what}")
+    if not isinstance(got, torch.Tensor):
+        return Verdict(False, f"return a torch.Tensor, not {type(got).__name__}")
+    if got.shape != expected.shape:
+        return Verdict(False, f"shape {tuple(got.shape)} should be {tuple(expected.shape)}")
+    if torch.allclose(got, expected, atol=1e-5, rtol=1e-4):
+        return Verdict(True, f"your {what} matches the reference")
+    for mistake, wrong in hints.items():
+        if torch.allclose(got, wrong, atol=1e-5, rtol=1e-4):
+            return Verdict(False, mistake)
+    err = float((got - expected).abs().max())
+    return Verdict(False, f"your {what} is off by up to {err:.3g}; compare each term with the equation above")
+
+
+def _example(seed: int = 0):
+    """A reproducible (x, ε) pair and a schedule for the checks."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g), Schedule.linear()
+
+
+def check_alpha_bar(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> Verdict:
+    """Exercise: alpha_bar from betas (T,) -> (T,)."""
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    expected = torch.cumprod(1 - betas, 0)
+    hints = {"you returned Π β_s; alpha_bar is the product of alpha_s = 1 − β_s": torch.cumprod(betas, 0),
+             "you returned 1 − β_t; alpha_bar multiplies all alphas up to t (torch.cumprod)": 1 - betas}
+    return _compare(student_fn(betas), expected, hints, "alpha_bar")
+
+
+def check_q_sample(student_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+                   ) -> Verdict:
+    """Exercise: student_fn(x0, t, eps, alpha_bar) -> x_t of the forward process."""
+    x0, eps, schedule = _example()
+    t = torch.tensor([0, 250, 500, 999])
+    alpha_bar = schedule.alpha_bar.float()
+    a = alpha_bar[t].view(-1, 1, 1, 1)
+    expected = q_sample(x0, t, eps, schedule)
+    hints = {"the weights need square roots: sqrt(alpha_bar_t) and sqrt(1 − alpha_bar_t)":
+             a * x0 + (1 - a) * eps,
+             "x0 and ε are swapped: the clean image gets sqrt(alpha_bar_t)": a.sqrt() * eps + (1 - a).sqrt() * x0}
+    return _compare(student_fn(x0, t, eps, alpha_bar), expected, hints, "x_t")
+
+
+def check_predict_x0(student_fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> Verdict:
+    """Exercise: student_fn(x_t, eps, alpha_bar_t) -> P_t."""
+    x_t, eps, schedule = _example(1)
+    a = schedule.at(600)
+    expected = predict_x0(x_t, eps, a)
+    hints = {"divide by sqrt(alpha_bar_t), not alpha_bar_t": (x_t - (1 - a) ** 0.5 * eps) / a,
+             "the noise term is sqrt(1 − alpha_bar_t)·ε, with the square root": (x_t - (1 - a) * eps) / a**0.5,
+             "P_t subtracts the noise: x_t − sqrt(1 − alpha_bar_t)·ε": (x_t + (1 - a) ** 0.5 * eps) / a**0.5}
+    return _compare(student_fn(x_t, eps, a), expected, hints, "P_t")
+
+
+def check_direction_to_xt(student_fn: Callable[[torch.Tensor, float, float], torch.Tensor]) -> Verdict:
+    """Exercise: student_fn(eps, alpha_bar_prev, sigma) -> D_t."""
+    _, eps, schedule = _example(2)
+    a_prev = schedule.at(400)
+    sigma = ddim_sigma(schedule.at(420), a_prev, 1.0)
+    expected = direction_to_xt(eps, a_prev, sigma)
+    hints = {"σ_t enters squared: sqrt(1 − alpha_bar_{t−1} − σ_t²)": (1 - a_prev - sigma) ** 0.5 * eps,
+             "you left out σ_t: with η > 0 part of the noise is fresh, so D_t shrinks": (1 - a_prev) ** 0.5 * eps}
+    return _compare(student_fn(eps, a_prev, sigma), expected, hints, "D_t")

@@ -1,0 +1,100 @@
+"""U-Net configurations and the models shipped inside the package (safetensors, sha256-checked)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .checks import check_sha256, sha256_of
+from .ddim import Schedule
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+
+# The configuration of google/ddpm-celebahq-256 (diffusers UNet2DModel): h = mid-block output, (B, 512, 8, 8).
+CELEBA_HQ_UNET_CONFIG: dict = {
+    "sample_size": 256, "in_channels": 3, "out_channels": 3, "layers_per_block": 2,
+    "block_out_channels": (128, 128, 256, 256, 512, 512),
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    "act_fn": "silu", "attention_head_dim": None, "center_input_sample": False, "downsample_padding": 0,
+    "flip_sin_to_cos": False, "freq_shift": 1, "mid_block_scale_factor": 1, "norm_eps": 1e-6, "norm_num_groups": 32,
+    "time_embedding_type": "positional",
+}
+
+# The toy DDPM: the same blocks and embedding as the CelebA-HQ model, shrunk to 32² so that h is (B, 96, 8, 8).
+TOY_UNET_CONFIG: dict = {
+    **CELEBA_HQ_UNET_CONFIG,
+    "sample_size": 32, "layers_per_block": 1,
+    "block_out_channels": (32, 64, 96),
+    "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+}
+
+TOY_DDPM_FILE = "toy_ddpm.safetensors"
+TOY_EVALUATOR_FILE = "toy_evaluator.safetensors"
+_HOW_TO_FIX = ("reinstall the package (pip install --force-reinstall asyrp-edu) or retrain it with "
+               "`asyrp-edu {command}` and pass the file with path=...")
+
+
+def build_unet(config: dict | None = None):
+    """A diffusers UNet2DModel with random weights from one of the configs above (toy by default)."""
+    from diffusers import UNet2DModel
+
+    return UNet2DModel(**(config or TOY_UNET_CONFIG))
+
+
+def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> str:
+    """Write tensors to path via a temporary file and an atomic rename; returns the file's sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
+                  metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return sha256_of(path)
+
+
+def shipped_sha256(name: str) -> str:
+    """The sha256 recorded for a shipped weights file in weights/manifest.json."""
+    if not MANIFEST.is_file():
+        raise FileNotFoundError(f"missing {MANIFEST}; {_HOW_TO_FIX.format(command='train-ddpm --world toy')}")
+    manifest = json.loads(MANIFEST.read_text())
+    if name not in manifest:
+        raise KeyError(f"{name} is not listed in {MANIFEST}; shipped files are {sorted(manifest)}")
+    return manifest[name]["sha256"]
+
+
+def load_checked(path: Path | None, name: str, command: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load a safetensors file (the shipped one by default) after checking its sha256; returns (tensors, metadata)."""
+    from safetensors import safe_open
+
+    if path is None:
+        path = WEIGHTS_DIR / name
+        check_sha256(path, shipped_sha256(name), _HOW_TO_FIX.format(command=command))
+    elif not Path(path).is_file():
+        raise FileNotFoundError(f"no weights file at {path}; train one with `asyrp-edu {command}`")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata() or {})
+    return load_file(str(path)), metadata
+
+
+def load_toy_ddpm(path: Path | None = None, device: str | torch.device = "cpu"):
+    """The shipped toy DDPM (EMA weights) as (UNet2DModel in eval mode, Schedule)."""
+    tensors, metadata = load_checked(path, TOY_DDPM_FILE, "train-ddpm --world toy")
+    config = json.loads(metadata["unet_config"]) if "unet_config" in metadata else TOY_UNET_CONFIG
+    unet = build_unet(config)
+    unet.load_state_dict({k: v.float() for k, v in tensors.items()})
+    unet.eval().requires_grad_(False).to(device)
+    schedule = Schedule.linear(int(metadata.get("num_train_timesteps", 1000)),
+                               float(metadata.get("beta_start", 1e-4)), float(metadata.get("beta_end", 0.02)))
+    return unet, schedule

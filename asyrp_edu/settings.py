@@ -1,0 +1,21 @@
+"""Run-size switches shared by notebooks, the demo and tests."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def smoke() -> bool:
+    """True when ASYRP_EDU_SMOKE=1: notebooks and demos shrink their step counts for fast tests."""
+    return os.environ.get("ASYRP_EDU_SMOKE", "0") not in ("", "0", "false", "False")
+
+
+def steps(default: int, smoke_value: int) -> int:
+    """`default` normally, `smoke_value` under ASYRP_EDU_SMOKE=1."""
+    return smoke_value if smoke() else default
+
+
+def default_device() -> torch.device:
+    """CUDA when available, otherwise the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,129 @@
+"""Train the toy DDPM (ε-prediction, EMA) on freshly drawn toy faces; resumable, deterministic from a seed."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import toy
+from .ddim import Schedule, q_sample
+from .models import TOY_DDPM_FILE, TOY_UNET_CONFIG, build_unet, save_safetensors_atomic
+
+STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class DDPMTrainResult:
+    """Where the EMA weights went and the loss of every step run in this call."""
+
+    weights: Path
+    losses: list[float] = field(default_factory=list)
+    step: int = 0
+
+
+def _save_state_atomic(state: dict, path: Path) -> None:
+    """torch.save through a temporary file and an atomic rename, so an interrupt never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """θ_ema ← decay · θ_ema + (1 − decay) · θ."""
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.lerp_(p, 1.0 - decay)
+
+
+def train_ddpm(
+    out_dir: Path,
+    steps: int = 8000,
+    batch_size: int = 32,
+    lr: float = 4e-4,
+    ema_decay: float = 0.999,
+    seed: int = 0,
+    checkpoint_every: int = 500,
+    resume: bool = True,
+    config: dict | None = None,
+    device: str = "cpu",
+    bf16: bool = True,
+    progress: bool = True,
+) -> DDPMTrainResult:
+    """Train (or resume) the toy DDPM in out_dir; writes train_state.pt and the EMA weights as safetensors."""
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps={steps} and batch_size={batch_size} must both be >= 1")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = dict(config or TOY_UNET_CONFIG)
+    schedule = Schedule.linear()
+
+    torch.manual_seed(seed)
+    model = build_unet(config).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    start = 0
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+
+    def lr_at(step: int) -> float:
+        """Linear warm-up over 200 steps, then cosine decay to 10% of lr."""
+        warm = min(1.0, (step + 1) / 200)
+        return lr * warm * (0.55 + 0.45 * math.cos(math.pi * min(step / steps, 1.0)))
+
+    result = DDPMTrainResult(weights=out_dir / TOY_DDPM_FILE, step=start)
+    model.train()
+    bar = tqdm(range(start, steps), desc="train toy DDPM", disable=not progress, initial=start, total=steps)
+    for step in bar:
+        # Every step draws its own images, timesteps and noise from (seed, step): resuming replays the same run.
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        x0, _ = toy.sample(batch_size, seed=seed * 1_000_003 + step)  # (B, 3, 32, 32)
+        t = torch.randint(0, schedule.T, (batch_size,), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        x0, t, eps = x0.to(device), t.to(device), eps.to(device)
+        x_t = q_sample(x0, t, eps, schedule)  # (B, 3, 32, 32)
+        # L_simple = ‖ε − ε_θ(x_t, t)‖²
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            eps_pred = model(x_t, t).sample
+        loss = F.mse_loss(eps_pred.float(), eps)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate (--lr)")
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        _ema_update(ema, model, min(ema_decay, (1 + step) / (10 + step)))
+        result.losses.append(loss.item())
+        result.step = step + 1
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
+            _save_state_atomic({"model": model.state_dict(), "ema": ema.state_dict(),
+                                "optimizer": optimizer.state_dict(), "step": step + 1}, state_path)
+    export_ema(ema, result.weights, config, seed=seed, steps=result.step)
+    return result
+
+
+def export_ema(ema: torch.nn.Module, path: Path, config: dict, **info) -> str:
+    """Save EMA weights as safetensors with the U-Net config and schedule in the metadata; returns sha256."""
+    metadata = {"unet_config": json.dumps(config), "num_train_timesteps": 1000, "beta_start": 1e-4,
+                "beta_end": 0.02, "prediction_type": "epsilon", **info}
+    return save_safetensors_atomic(ema.state_dict(), path, metadata)

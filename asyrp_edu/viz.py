@@ -1,0 +1,37 @@
+"""Figures: image grids and curves, drawn with matplotlib."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+
+
+def to_numpy_image(x: torch.Tensor):
+    """(3, H, W) in [-1, 1] -> (H, W, 3) numpy array in [0, 1] for imshow."""
+    return ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
+
+
+def image_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str] | None = None,
+               col_titles: Sequence[str] | None = None, scale: float = 1.1, title: str | None = None):
+    """A figure with one row per (N, 3, H, W) batch; returns the matplotlib Figure."""
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols + (1.2 if row_titles else 0), scale * n_rows),
+                             squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n_cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if j < len(row):
+                ax.imshow(to_numpy_image(row[j]), interpolation="nearest")
+            if j == 0 and row_titles:
+                ax.set_ylabel(row_titles[i], rotation=0, ha="right", va="center", fontsize=9)
+            if i == 0 and col_titles and j < len(col_titles):
+                ax.set_title(col_titles[j], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

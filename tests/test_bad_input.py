@@ -1,0 +1,72 @@
+"""Bad input gets an error that names the fix."""
+import json
+
+import pytest
+import torch
+
+from asyrp_edu import models
+from asyrp_edu.checks import check_images
+from asyrp_edu.ddim import Schedule, ddim_invert
+
+
+@pytest.mark.parametrize("images, match", [
+    (torch.zeros(3, 32, 32), "add a batch axis"),
+    (torch.zeros(1, 32, 32, 3), "permute"),
+    (torch.zeros(1, 3, 64, 64), "resize"),
+    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "127.5"),
+    (torch.full((1, 3, 32, 32), 255.0), "x / 127.5 - 1"),
+    (torch.full((1, 3, 32, 32), 0.5).index_fill_(3, torch.tensor([0]), 1.5), "x \\* 2 - 1"),
+    (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
+    ([[0.0]], "torch.Tensor"),
+])
+def test_bad_images_name_the_fix(images, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        check_images(images, size=32)
+
+
+def test_inversion_rejects_images_outside_the_unit_range():
+    with pytest.raises(ValueError, match="must lie in \\[-1, 1\\]"):
+        ddim_invert(lambda x, t: x, torch.full((1, 3, 8, 8), 3.0), Schedule.linear(), 5, progress=False)
+
+
+def test_timestep_outside_schedule_is_a_clear_error():
+    with pytest.raises(ValueError, match="below T = 1000"):
+        Schedule.linear().at(1000)
+    with pytest.raises(ValueError, match="num_steps"):
+        Schedule.linear().timesteps(0)
+
+
+def _fake_weights(tmp_path, monkeypatch):
+    """A weights folder with one tiny file and its manifest, patched in as the shipped folder."""
+    weights = tmp_path / "weights"
+    sha = models.save_safetensors_atomic({"w": torch.ones(3)}, weights / models.TOY_DDPM_FILE)
+    (weights / "manifest.json").write_text(json.dumps({models.TOY_DDPM_FILE: {"sha256": sha}}))
+    monkeypatch.setattr(models, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(models, "MANIFEST", weights / "manifest.json")
+    return weights
+
+
+def test_checksum_mismatch_names_the_fix(tmp_path, monkeypatch):
+    weights = _fake_weights(tmp_path, monkeypatch)
+    tensors, _ = models.load_checked(None, models.TOY_DDPM_FILE, "train-ddpm --world toy")
+    assert torch.equal(tensors["w"], torch.ones(3))
+    models.save_safetensors_atomic({"w": torch.zeros(3)}, weights / models.TOY_DDPM_FILE)  # tampered
+    with pytest.raises(ValueError, match="sha256 .* reinstall"):
+        models.load_checked(None, models.TOY_DDPM_FILE, "train-ddpm --world toy")
+
+
+def test_missing_shipped_file_names_the_fix(tmp_path, monkeypatch):
+    weights = _fake_weights(tmp_path, monkeypatch)
+    (weights / models.TOY_DDPM_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="asyrp-edu train-ddpm"):
+        models.load_toy_ddpm()
+
+
+def test_missing_user_file_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train one with"):
+        models.load_toy_ddpm(tmp_path / "nope.safetensors")
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    models.save_safetensors_atomic({"w": torch.ones(2)}, tmp_path / "a.safetensors")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]

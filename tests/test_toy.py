@@ -1,0 +1,59 @@
+"""The toy world: deterministic faces, attributes that really change the pixels, captions, bad names."""
+import pytest
+import torch
+
+from asyrp_edu import toy
+
+
+def test_sampling_is_deterministic_and_heldout_differs():
+    a, attrs_a = toy.sample(8, seed=3)
+    b, _ = toy.sample(8, seed=3)
+    c, _ = toy.sample(8, seed=3, heldout=True)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+    assert a.shape == (8, 3, 32, 32) and a.min() >= -1 and a.max() <= 1
+    assert set(toy.ALL_FIELDS) <= set(attrs_a)
+
+
+def test_attribute_ranges_follow_the_spec():
+    attrs = toy.sample_attributes(4096, seed=0)
+    for name, (low, high) in toy.ATTRIBUTE_RANGES.items():
+        assert low <= float(attrs[name].min()) and float(attrs[name].max()) <= high
+    assert set(attrs["glasses"].unique().tolist()) == {0.0, 1.0}
+    assert float(attrs["alien"].abs().max()) == 0.0  # the unseen domain never appears in training data
+
+
+@pytest.mark.parametrize("name", ["mouth", "eye_size", "skin_tone", "hair_color", "glasses", "alien"])
+def test_each_attribute_changes_the_image(name):
+    low, high = {**toy.ATTRIBUTE_RANGES, **toy.UNSEEN_ATTRIBUTES}[name]
+    a = toy.render({name: low})
+    b = toy.render({name: high})
+    assert (a - b).abs().mean() > 0.004, name
+
+
+def test_smile_moves_mouth_corners_up():
+    sad, happy = toy.render({"mouth": -1.0}), toy.render({"mouth": 1.0})
+    # mouth pixels are red: find the mean row of strongly red pixels at the mouth's corners (columns 9-10, 21-22)
+    def corner_row(img):
+        red = (img[0, 0] > 0.0) & (img[0, 1] < -0.5)
+        rows = torch.arange(32).float().view(32, 1).expand(32, 32)
+        cols = red[:, [12, 19]]
+        return float(rows[:, [12, 19]][cols].mean())
+    assert corner_row(happy) < corner_row(sad)  # smaller row = higher up
+
+
+def test_captions_name_the_attributes():
+    text = toy.caption({"mouth": 1.0, "glasses": 1.0, "hair_color": 1.0, "eye_size": 1.0, "skin_tone": 1.0})
+    assert text == "a smiling cartoon face with big eyes, tanned skin, blonde hair and glasses"
+    assert toy.caption({"mouth": -1.0, "alien": 1.0}).startswith("a sad cartoon face")
+    assert "green alien skin" in toy.caption({"alien": 1.0})
+
+
+def test_unknown_attribute_name_is_a_clear_error():
+    with pytest.raises(KeyError, match="valid names are"):
+        toy.render({"smile": 1.0})
+
+
+def test_mismatched_batch_sizes_are_a_clear_error():
+    with pytest.raises(ValueError, match="give one or"):
+        toy.render({"mouth": torch.zeros(3), "glasses": torch.zeros(2)})
