@@ -1,0 +1,113 @@
+"""What one Asyrp step costs next to one plain DDIM step: CelebA-HQ 256² U-Net, random weights, float32, batch 1.
+
+    plain        ε_θ(x_t) once, then ddim_step                                  1 encoder + 1 decoder
+    asymmetric   hspace.asymmetric_step: encoder once, decoder on [h_t ; h_t + Δh_t]   1 encoder + 2 decoders
+    asym_seq     (--also-sequential) the same with the two decoder passes one after the other
+    naive        two full forward passes, Δh_t = f_t(h_t, temb) added by a mid-block hook   2 encoders + 2 decoders
+
+The methods are timed in interleaved rounds (plain, asymmetric, naive, plain, …) so that a busy machine slows all
+of them alike; each prints its median. The FLOP count (torch's FlopCounterMode on the "meta" device: shapes only,
+no compute) gives the ratio to expect: the decoder does most of the work, so sharing the encoder saves less than half.
+
+    OMP_NUM_THREADS=1 python benchmarks/asymmetric_step_cost.py            # ~2.5 minutes on one busy CPU core
+    OMP_NUM_THREADS=1 python benchmarks/asymmetric_step_cost.py --size 64  # a quick smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from asyrp_edu import hspace
+from asyrp_edu.ddim import Schedule, ddim_step
+from asyrp_edu.delta_block import DeltaBlock
+from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG
+
+
+def flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of fn() (convolutions, matmuls, attention)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def flop_ratio(size: int) -> tuple[float, float]:
+    """(encoder, decoder) GFLOPs of the CelebA-HQ U-Net at size², counted on the meta device."""
+    from diffusers import UNet2DModel
+
+    with torch.device("meta"), torch.no_grad():
+        unet = UNet2DModel(**CELEBA_HQ_UNET_CONFIG)
+        x = torch.empty(1, 3, size, size)
+        enc = hspace.encode(unet, x, 500)
+        return flops(lambda: hspace.encode(unet, x, 500)) / 1e9, flops(lambda: hspace.decode(unet, enc)) / 1e9
+
+
+def main() -> None:
+    """Build the model, time the three steps side by side, print medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions of each step (median reported)")
+    parser.add_argument("--size", type=int, default=256, help="image size (256 = the real CelebA-HQ model)")
+    parser.add_argument("--also-sequential", action="store_true",
+                        help="also time the asymmetric step with its two decoder passes run one after the other")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    from asyrp_edu.models import build_unet
+
+    unet = build_unet(CELEBA_HQ_UNET_CONFIG).eval().requires_grad_(False)
+    schedule, t, t_prev = Schedule.linear(), 500, 475
+    x_t = torch.randn(1, 3, args.size, args.size)
+    # f_t with a non-zero conv2 so that Δh_t ≠ 0 (a fresh DeltaBlock starts at Δh_t = 0)
+    f_t = DeltaBlock(512, hspace.temb_dim(unet)).eval().requires_grad_(False)
+    torch.nn.init.normal_(f_t.conv2.weight, std=0.02)
+
+    def plain():
+        eps = unet(x_t, t).sample
+        return ddim_step(x_t, eps, eps, t, t_prev, schedule)
+
+    def asymmetric():
+        return hspace.asymmetric_step(unet, x_t, t, t_prev, schedule, f_t)
+
+    def naive():
+        eps, eps_edit = hspace.two_pass_eps(unet, x_t, t, f_t)
+        return ddim_step(x_t, eps_edit, eps, t, t_prev, schedule)
+
+    def asymmetric_sequential():
+        eps, eps_edit, _ = hspace.asymmetric_eps(unet, x_t, t, f_t, batched=False)
+        return ddim_step(x_t, eps_edit, eps, t, t_prev, schedule)
+
+    methods = {"plain": plain, "asymmetric": asymmetric, "naive": naive}
+    if args.also_sequential:
+        methods["asym_seq"] = asymmetric_sequential
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    print(f"CelebA-HQ U-Net ({sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M params), x_t {tuple(x_t.shape)}, "
+          f"float32, CPU, torch threads = {torch.get_num_threads()}, {args.reps} interleaved rounds")
+    with torch.no_grad():
+        out_asym, out_naive = asymmetric(), naive()  # warm-up, and a check that both compute the same step
+        gap = (out_asym.prev_sample - out_naive.prev_sample).abs().max().item()
+        print(f"warm-up done; max |x_(t-1) asymmetric - naive| = {gap:.2e}")
+        for round_ in range(args.reps):
+            for name, fn in methods.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+            print(f"round {round_ + 1}: " + ", ".join(f"{n} {v[-1]:.2f} s" for n, v in times.items()), flush=True)
+
+    median = {name: statistics.median(v) for name, v in times.items()}
+    enc_gflop, dec_gflop = flop_ratio(args.size)
+    shared = (enc_gflop + 2 * dec_gflop) / (enc_gflop + dec_gflop)
+    expected = {"plain": 1.0, "asymmetric": shared, "naive": 2.0, "asym_seq": shared}
+    print(f"\nGFLOPs of one forward pass: encoder {enc_gflop:.1f} + decoder {dec_gflop:.1f}")
+    print(f"{'step':<12}{'median s':>10}{'/ plain':>10}{'FLOP ratio':>12}")
+    for name in methods:
+        print(f"{name:<12}{median[name]:>10.2f}{median[name] / median['plain']:>10.2f}{expected[name]:>12.2f}")
+    print(f"\nasymmetric / plain = {median['asymmetric'] / median['plain']:.2f} (goal ≤ 1.6), "
+          f"naive / plain = {median['naive'] / median['plain']:.2f} (≈ 2.0)")
+
+
+if __name__ == "__main__":
+    main()
