@@ -1,0 +1,132 @@
+"""Editing and boosting intervals: t_edit from LPIPS editing strength, t_boost from quality deficiency.
+
+Kwon et al. 2023, sec. 4: edit only in [T, t_edit], where t_edit is the smallest t with
+LPIPS(x0, P_t) ≥ 0.33 · cos(E_T(source), E_T(target)) (a bigger semantic change needs a longer interval), and add
+stochastic noise (η = 1, "quality boosting") for t < t_boost, the smallest t with LPIPS(x0, x_t) ≥ 1.2.
+Tables map t to a mean distance; the authors' CelebA-HQ/AFHQ/LSUN tables ship in shared/reference.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .ddim import Schedule, predict_x0, q_sample
+
+EDIT_STRENGTH_FACTOR = 0.33  # LPIPS(x0, P_t) ≥ 0.33 · cos(text) picks t_edit
+BOOST_THRESHOLD = 1.2  # LPIPS(x0, x_t) ≥ 1.2 picks t_boost
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"  # the authors' tables (MIT), shipped with the package
+
+
+@dataclass
+class DistanceTable:
+    """Mean perceptual distance per timestep t (ascending t)."""
+
+    t: list[int]
+    distance: list[float]
+
+    @classmethod
+    def read(cls, path: Path) -> "DistanceTable":
+        """Read a two-column TSV (t, distance), the authors' format."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no distance table at {path}; compute one with `compute_tables(...)` or pass "
+                                    "one of the authors' files (asyrp_edu/reference/*.tsv)")
+        rows = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise ValueError(f"{path}:{n}: expected two tab-separated columns (t, distance), got {line!r}")
+            rows.append((int(float(parts[0])), float(parts[1])))
+        rows.sort()
+        return cls([r[0] for r in rows], [r[1] for r in rows])
+
+    def write(self, path: Path) -> None:
+        """Write as TSV atomically (temporary file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{t}\t{d}\n" for t, d in zip(self.t, self.distance))
+        os.replace(tmp, path)
+
+    def first_t_reaching(self, threshold: float) -> int:
+        """The smallest t whose distance is ≥ threshold (the last t if none reaches it)."""
+        for t, d in zip(self.t, self.distance):
+            if d >= threshold:
+                return t
+        return self.t[-1]
+
+
+def reference_table(dataset: str = "celeba", kind: str = "x0_t") -> DistanceTable:
+    """One of the authors' tables: kind 'x0_t' is LPIPS(x0, P_t), kind 'x' is LPIPS(x0, x_t)."""
+    return DistanceTable.read(REFERENCE_DIR / f"{dataset}_LPIPS_distance_{kind}.tsv")
+
+
+def t_edit_from_table(table: DistanceTable, text_cosine: float, factor: float = EDIT_STRENGTH_FACTOR) -> int:
+    """t_edit: the smallest t with LPIPS(x0, P_t) ≥ factor · cos(E_T(source), E_T(target))."""
+    if not 0 < text_cosine <= 1:
+        raise ValueError(f"text cosine {text_cosine} must lie in (0, 1]; it is cos(E_T(source), E_T(target))")
+    return table.first_t_reaching(factor * text_cosine)
+
+
+def t_boost_from_table(table: DistanceTable, threshold: float = BOOST_THRESHOLD) -> int:
+    """t_boost: the smallest t with LPIPS(x0, x_t) ≥ threshold (quality deficiency)."""
+    return table.first_t_reaching(threshold)
+
+
+def check_intervals(t_edit: int, t_boost: int, T: int = 1000) -> None:
+    """Raise if t_edit or t_boost leave [0, T] or t_boost comes before t_edit (it must be ≤ t_edit)."""
+    for name, value in (("t_edit", t_edit), ("t_boost", t_boost)):
+        if not 0 <= value <= T:
+            raise ValueError(f"{name}={value} is outside [0, {T}]")
+    if t_boost > t_edit:
+        raise ValueError(f"t_boost={t_boost} > t_edit={t_edit}: boosting must start after editing ends "
+                         "(sampling runs from T down to 0, so choose t_boost ≤ t_edit)")
+
+
+def toy_perceptual_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The toy world's stand-in for LPIPS: image-gradient and colour differences on a 3-level pyramid.
+
+    LPIPS needs a pretrained AlexNet, which cannot be loaded offline. Edges (where shapes such as the mouth or
+    glasses are) and local colour carry the toy faces' meaning, so we compare those at 32², 16² and 8²; the
+    result is scaled by CALIBRATION so that the distances of the toy DDPM's tables fall in LPIPS's range.
+    """
+    total = torch.zeros(a.shape[0], device=a.device)
+    for level in range(3):
+        if level:
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
+        da = (a[..., 1:, :] - a[..., :-1, :], a[..., :, 1:] - a[..., :, :-1])
+        db = (b[..., 1:, :] - b[..., :-1, :], b[..., :, 1:] - b[..., :, :-1])
+        edges = sum((x - y).abs().mean(dim=(1, 2, 3)) for x, y in zip(da, db))
+        total = total + edges + (a - b).abs().mean(dim=(1, 2, 3))
+    return CALIBRATION * total / 3
+
+
+CALIBRATION = 1.0
+
+
+@torch.no_grad()
+def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule,
+                   distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = toy_perceptual_distance,
+                   stride: int = 10, seed: int = 0, progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
+    """Mean distance(x0, P_t) and distance(x0, x_t) over images for t = stride, 2·stride, …, T−1."""
+    g = torch.Generator().manual_seed(seed)
+    ts = list(range(stride, schedule.T, stride))
+    d_p, d_x = [], []
+    for t in tqdm(ts, desc="distance tables", disable=not progress):
+        eps = torch.randn(images.shape, generator=g).to(images.device)
+        tt = torch.full((images.shape[0],), t, dtype=torch.long, device=images.device)
+        x_t = q_sample(images, tt, eps, schedule)  # (B, C, H, W)
+        P_t = predict_x0(x_t, eps_model(x_t, tt), schedule.at(t))
+        d_p.append(float(distance(images, P_t.clamp(-1, 1)).mean()))
+        d_x.append(float(distance(images, x_t).mean()))
+    return DistanceTable(ts, d_p), DistanceTable(ts, d_x)
