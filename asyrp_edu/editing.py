@@ -1,0 +1,83 @@
+"""Asyrp's reverse process with an editor: edit in [T, t_edit], plain DDIM to t_boost, stochastic below t_boost."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .ddim import Schedule, StepOutput, ddim_step
+from .hspace import DeltaH, asymmetric_step, check_supported
+from .intervals import check_intervals
+
+
+class ScaledEditor(torch.nn.Module):
+    """f_t with its output scaled: Δh_t = scale · f_t(h_t, temb) (linearity: negative scales edit backwards)."""
+
+    def __init__(self, editor: Callable, scale: float = 1.0):
+        super().__init__()
+        self.editor, self.scale = editor, float(scale)
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """scale · f_t(h_t, temb)   (B, C_h, 8, 8)."""
+        return self.scale * self.editor(h, temb)
+
+
+def step_scale(n_train_steps: int, n_test_steps: int) -> float:
+    """Δh scaling when sampling with a different number of steps than training: Δh × n_train / n_test."""
+    if n_train_steps < 1 or n_test_steps < 1:
+        raise ValueError(f"step counts must be >= 1, got n_train={n_train_steps}, n_test={n_test_steps}")
+    return n_train_steps / n_test_steps
+
+
+@dataclass
+class Intervals:
+    """Where each kind of step runs: edit for t ≥ t_edit, plain DDIM down to t_boost, η = 1 below t_boost."""
+
+    t_edit: int
+    t_boost: int = 0
+
+    def __post_init__(self) -> None:
+        check_intervals(self.t_edit, self.t_boost)
+
+    def kind(self, t: int) -> str:
+        """'edit', 'ddim' or 'boost' for timestep t."""
+        return "edit" if t >= self.t_edit else ("ddim" if t >= self.t_boost else "boost")
+
+
+@torch.no_grad()
+def generate_edited(
+    unet,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    delta_h: DeltaH,
+    intervals: Intervals,
+    num_steps: int = 40,
+    symmetric: bool = False,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    return_trajectory: bool = False,
+):
+    """Asyrp sampling from an inverted x_T: asymmetric (or symmetric) edits in [T, t_edit], then DDIM, then boost."""
+    check_supported(unet)
+    timesteps = schedule.timesteps(num_steps)
+    x, trajectory = x_T, []
+    for i, t in enumerate(tqdm(timesteps, desc="Asyrp sampling", disable=not progress, leave=False)):
+        t_prev, kind = schedule.previous(timesteps, i), intervals.kind(t)
+        if kind == "edit" and delta_h is not None:
+            out = asymmetric_step(unet, x, t, t_prev, schedule, delta_h, symmetric=symmetric)
+        else:
+            eta = 1.0 if kind == "boost" else 0.0
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) if eta else None
+            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            eps = unet(x, tt).sample
+            out = ddim_step(x, eps, eps, t, t_prev, schedule, eta=eta, noise=noise)
+        trajectory.append((t, kind, out))
+        x = out.prev_sample
+    return (x, trajectory) if return_trajectory else x
+
+
+def edited_step_outputs(trajectory: list[tuple[int, str, StepOutput]]) -> list[StepOutput]:
+    """Only the steps that edited h."""
+    return [out for _, kind, out in trajectory if kind == "edit"]

@@ -1,0 +1,147 @@
+"""Train f_t: inversions cached on disk, batched over images, checkpoints written atomically, resumable."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from .ddim import Schedule, ddim_invert, ddim_step, predict_x0, unet_noise_model
+from .delta_block import DeltaBlock
+from .editing import Intervals
+from .hspace import asymmetric_eps, h_shape, temb_dim
+from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
+from .models import save_safetensors_atomic
+
+STATE_FILE = "editor_state.pt"
+EDITOR_FILE = "editor.safetensors"
+
+
+@dataclass
+class EditorConfig:
+    """Everything that defines one editor's training run (saved next to the weights)."""
+
+    source: str
+    target: str
+    t_edit: int = 500
+    num_steps: int = 40  # DDIM steps for inversion and generation (the authors' n_inv = n_gen = 40)
+    lambda_recon: float | None = None  # None: the paper's 3 · cos(E_T(source), E_T(target))
+    lambda_clip: float = 1.0
+    loss_kind: str = "cosine"
+    templates: tuple[str, ...] = ("{}",)
+    lr: float = 2e-3
+    epochs: int = 1
+    batch_size: int = 16
+    n_images: int = 64
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_prompts(self.source, self.target)
+        Intervals(self.t_edit, 0)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    """torch.save via a temporary file and an atomic rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
+                     progress: bool = True) -> torch.Tensor:
+    """x_T of DDIM inversion, read from cache_dir when the same model, images and steps were inverted before."""
+    key = hashlib.sha256()
+    for p in unet.state_dict().values():
+        key.update(p.detach().cpu().numpy().tobytes()[:4096])
+    key.update(images.cpu().numpy().tobytes())
+    key.update(str(num_steps).encode())
+    path = Path(cache_dir) / f"inversion_{key.hexdigest()[:20]}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["x_T"].to(images.device)
+    x_T = ddim_invert(unet_noise_model(unet), images, schedule, num_steps, progress=progress)
+    save_safetensors_atomic({"x_T": x_T}, path)
+    return x_T
+
+
+def new_editor(unet) -> DeltaBlock:
+    """A fresh f_t for this model's h (conv2 starts at zero, so Δh_t = 0 before training)."""
+    return DeltaBlock(h_shape(unet)[0], temb_dim(unet))
+
+
+@dataclass
+class EditorTrainResult:
+    """The trained f_t, where it was saved, and the per-update training curves."""
+
+    editor: DeltaBlock
+    weights: Path
+    losses: list[float] = field(default_factory=list)
+    s_dir: list[float] = field(default_factory=list)
+
+
+def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: EditorConfig, out_dir: Path,
+                 resume: bool = True, progress: bool = True) -> EditorTrainResult:
+    """Train f_t so that P_t moves along ΔT; one optimiser update per batch and edited timestep (as the authors)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    delta_T, text_cos = text_direction(clip.encode_text, config.source, config.target, config.templates)
+    lambda_recon = default_lambda_recon(text_cos) if config.lambda_recon is None else config.lambda_recon
+    editor = new_editor(unet)
+    optimizer = torch.optim.Adam(editor.parameters(), lr=config.lr)
+    done = 0  # batches finished, over all epochs
+    state_path = out_dir / STATE_FILE
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        editor.load_state_dict(state["editor"])
+        optimizer.load_state_dict(state["optimizer"])
+        done = int(state["batches_done"])
+    x_T_all = cached_inversion(unet, schedule, images, config.num_steps, out_dir / "cache", progress)
+    grid = schedule.timesteps(config.num_steps)  # descending
+    timesteps = [t for t in grid if t >= config.t_edit]  # the editing interval [T, t_edit]
+    batches = [slice(i, i + config.batch_size) for i in range(0, len(images), config.batch_size)]
+    result = EditorTrainResult(editor, out_dir / EDITOR_FILE)
+    total = config.epochs * len(batches)
+    bar = tqdm(total=total * len(timesteps), initial=done * len(timesteps), desc=f"train f_t: {config.target}",
+               disable=not progress)
+    for b in range(done, total):
+        x = x_T_all[batches[b % len(batches)]]  # (B, C, H, W): start of the edited trajectory
+        for i, t in enumerate(timesteps):
+            t_prev = schedule.previous(grid, i)
+            eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor)
+            a_t = schedule.at(t)
+            # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^source = P_t(ε_θ(x_t))
+            P_edit, P_source = predict_x0(x, eps_edit, a_t), predict_x0(x, eps, a_t)
+            parts = asyrp_loss(clip.encode_image, P_edit, P_source.detach(), delta_T, lambda_recon,
+                               config.lambda_clip, config.loss_kind)
+            if not torch.isfinite(parts["loss"]):
+                raise FloatingPointError(f"the loss became {parts['loss'].item()} at batch {b}, timestep t={t}; "
+                                         f"lower the learning rate (now {config.lr}) or lambda_clip")
+            optimizer.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            optimizer.step()
+            result.losses.append(parts["loss"].item())
+            result.s_dir.append(parts["s_dir"].item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['loss'].item():.3f}", s_dir=f"{parts['s_dir'].item():.2f}")
+            # continue along the edited trajectory without gradients: x_{t-1} from the asymmetric step
+            with torch.no_grad():
+                x = ddim_step(x, eps_edit.detach(), eps.detach(), t, t_prev, schedule).prev_sample
+        _atomic_torch_save({"editor": editor.state_dict(), "optimizer": optimizer.state_dict(),
+                            "batches_done": b + 1}, state_path)
+    bar.close()
+    metadata = {"config": json.dumps(asdict(config)), "lambda_recon": lambda_recon, "text_cosine": text_cos,
+                "h_shape": json.dumps(h_shape(unet)), "temb_dim": temb_dim(unet)}
+    save_safetensors_atomic(editor.state_dict(), result.weights, metadata)
+    return result

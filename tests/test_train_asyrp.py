@@ -1,0 +1,71 @@
+"""f_t training on a tiny random U-Net with a hand-made 'CLIP' (mean colour): runs, resumes, fails clearly."""
+import pytest
+import torch
+
+from asyrp_edu.ddim import Schedule
+from asyrp_edu.editing import Intervals, ScaledEditor, generate_edited, step_scale
+from asyrp_edu.train_asyrp import EDITOR_FILE, EditorConfig, train_editor
+
+
+class ColourClip:
+    """'red' / 'green' texts and mean-colour image features."""
+
+    def encode_text(self, prompts):
+        table = {"red": [1.0, 0.0, 0.0], "green": [0.0, 1.0, 0.0]}
+        return torch.tensor([table[p] for p in prompts])
+
+    def encode_image(self, images):
+        return torch.nn.functional.normalize(images.mean(dim=(2, 3)) + 1.5, dim=-1)
+
+
+@pytest.fixture
+def setup(tiny_unet):
+    tiny_unet.requires_grad_(False)
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    config = EditorConfig(source="red", target="green", t_edit=300, num_steps=8, batch_size=2, n_images=4, lr=1e-2)
+    return tiny_unet, Schedule.linear(), images, config
+
+
+def test_training_moves_features_along_the_direction_and_saves(setup, tmp_path):
+    unet, schedule, images, config = setup
+    config.epochs, config.batch_size = 3, 4
+    result = train_editor(unet, schedule, ColourClip(), images, config, tmp_path, progress=False)
+    assert (tmp_path / EDITOR_FILE).is_file()
+    assert len(result.losses) == 3 * 5  # 3 epochs × 1 batch × 5 edited timesteps (875 … 375 ≥ t_edit = 300)
+    first, last = sum(result.s_dir[:5]) / 5, sum(result.s_dir[-5:]) / 5
+    assert last > first + 0.2, result.s_dir  # P_t^edit moves along ΔT: S_dir = cos(ΔI, ΔT) rises
+    x_T = torch.randn(2, 3, 16, 16)
+    edited = generate_edited(unet, x_T, schedule, result.editor, Intervals(300, 0), num_steps=8)
+    plain = generate_edited(unet, x_T, schedule, None, Intervals(300, 0), num_steps=8)
+    assert not torch.allclose(edited, plain)
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_resume_continues_where_it_stopped(setup, tmp_path):
+    unet, schedule, images, config = setup
+    config.epochs = 2
+    full = train_editor(unet, schedule, ColourClip(), images, config, tmp_path / "a", progress=False)
+    config.epochs = 1
+    train_editor(unet, schedule, ColourClip(), images, config, tmp_path / "b", progress=False)
+    config.epochs = 2
+    resumed = train_editor(unet, schedule, ColourClip(), images, config, tmp_path / "b", progress=False)
+    assert len(resumed.losses) == len(full.losses) // 2
+    for p, q in zip(full.editor.parameters(), resumed.editor.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_nan_loss_names_the_step(setup, tmp_path):
+    unet, schedule, images, config = setup
+    clip = ColourClip()
+    clip.encode_image = lambda x: x.mean(dim=(2, 3)) * float("nan")
+    with pytest.raises(FloatingPointError, match="batch 0, timestep t=875"):
+        train_editor(unet, schedule, clip, images, config, tmp_path, progress=False)
+
+
+def test_scaling_and_bad_intervals():
+    assert step_scale(40, 80) == 0.5
+    assert ScaledEditor(lambda h, e: h, -2.0)(torch.ones(1), None) == -2.0
+    with pytest.raises(ValueError, match="t_boost"):
+        Intervals(t_edit=200, t_boost=400)
+    with pytest.raises(ValueError, match="same text"):
+        EditorConfig(source="a face", target="a face")
