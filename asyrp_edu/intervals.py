@@ -7,8 +7,6 @@ Tables map t to a mean distance; the authors' CelebA-HQ/AFHQ/LSUN tables ship in
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .ddim import Schedule, predict_x0, q_sample
+from .models import atomic_write
 
 EDIT_STRENGTH_FACTOR = 0.33  # LPIPS(x0, P_t) ≥ 0.33 · cos(text) picks t_edit
 BOOST_THRESHOLD = 1.2  # LPIPS(x0, x_t) ≥ 1.2 picks t_boost
@@ -51,12 +50,8 @@ class DistanceTable:
 
     def write(self, path: Path) -> None:
         """Write as TSV atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.writelines(f"{t}\t{d}\n" for t, d in zip(self.t, self.distance))
-        os.replace(tmp, path)
+        text = "".join(f"{t}\t{d}\n" for t, d in zip(self.t, self.distance))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
     def first_t_reaching(self, threshold: float) -> int:
         """The smallest t whose distance is ≥ threshold (the last t if none reaches it)."""

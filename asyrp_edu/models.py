@@ -5,6 +5,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -48,20 +49,32 @@ def build_unet(config: dict | None = None):
     return UNet2DModel(**(config or TOY_UNET_CONFIG))
 
 
-def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> str:
-    """Write tensors to path via a temporary file and an atomic rename; returns the file's sha256."""
+def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
+    """Call write(temporary_path) and rename the result onto path, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
-                  metadata={k: str(v) for k, v in (metadata or {}).items()})
+        write(tmp)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return sha256_of(path)
+    return path
+
+
+def save_torch_atomic(obj, path: Path) -> None:
+    """torch.save (for training states: model, optimiser, step) written atomically."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> str:
+    """Write tensors as safetensors atomically; returns the file's sha256."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    return sha256_of(atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta)))
 
 
 def shipped_sha256(name: str) -> str:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from .delta_block import DeltaBlock
 from .editing import Intervals
 from .hspace import asymmetric_eps, h_shape, temb_dim
 from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
-from .models import save_safetensors_atomic
+from .models import save_safetensors_atomic, save_torch_atomic
 
 STATE_FILE = "editor_state.pt"
 EDITOR_FILE = "editor.safetensors"
@@ -45,18 +43,6 @@ class EditorConfig:
     def __post_init__(self) -> None:
         check_prompts(self.source, self.target)
         Intervals(self.t_edit, 0)
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    """torch.save via a temporary file and an atomic rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
@@ -138,7 +124,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             # continue along the edited trajectory without gradients: x_{t-1} from the asymmetric step
             with torch.no_grad():
                 x = ddim_step(x, eps_edit.detach(), eps.detach(), t, t_prev, schedule).prev_sample
-        _atomic_torch_save({"editor": editor.state_dict(), "optimizer": optimizer.state_dict(),
+        save_torch_atomic({"editor": editor.state_dict(), "optimizer": optimizer.state_dict(),
                             "batches_done": b + 1}, state_path)
     bar.close()
     metadata = {"config": json.dumps(asdict(config)), "lambda_recon": lambda_recon, "text_cosine": text_cos,

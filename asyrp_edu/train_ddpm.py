@@ -4,8 +4,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from tqdm.auto import tqdm
 
 from . import toy
 from .ddim import Schedule, q_sample
-from .models import TOY_DDPM_FILE, TOY_UNET_CONFIG, build_unet, save_safetensors_atomic
+from .models import TOY_DDPM_FILE, TOY_UNET_CONFIG, build_unet, save_safetensors_atomic, save_torch_atomic
 
 STATE_FILE = "train_state.pt"
 
@@ -27,18 +25,6 @@ class DDPMTrainResult:
     weights: Path
     losses: list[float] = field(default_factory=list)
     step: int = 0
-
-
-def _save_state_atomic(state: dict, path: Path) -> None:
-    """torch.save through a temporary file and an atomic rename, so an interrupt never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -116,7 +102,7 @@ def train_ddpm(
         result.step = step + 1
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-            _save_state_atomic({"model": model.state_dict(), "ema": ema.state_dict(),
+            save_torch_atomic({"model": model.state_dict(), "ema": ema.state_dict(),
                                 "optimizer": optimizer.state_dict(), "step": step + 1}, state_path)
     export_ema(ema, result.weights, config, seed=seed, steps=result.step)
     return result

@@ -1,0 +1,51 @@
+"""The models that ship inside the package: sha256-checked, and as good as the README says (on small samples)."""
+import json
+
+import torch
+
+from asyrp_edu import toy
+from asyrp_edu.checks import sha256_of
+from asyrp_edu.evaluator import evaluator_accuracy, load_evaluator
+from asyrp_edu.models import MANIFEST, TOY_DDPM_FILE, TOY_EVALUATOR_FILE, WEIGHTS_DIR, load_toy_ddpm
+from asyrp_edu.quality import reconstruction_mse
+
+
+def test_manifest_lists_every_shipped_file_with_its_hash_and_size_limit():
+    manifest = json.loads(MANIFEST.read_text())
+    assert {TOY_DDPM_FILE, TOY_EVALUATOR_FILE} <= set(manifest)
+    for name, entry in manifest.items():
+        path = WEIGHTS_DIR / name
+        assert sha256_of(path) == entry["sha256"], name
+        assert path.stat().st_size <= 10 * 2**20, f"{name} is over 10 MB"
+
+
+def test_toy_ddpm_has_h_at_8x8_like_celeba_hq():
+    unet, schedule = load_toy_ddpm()
+    assert schedule.T == 1000 and abs(schedule.alpha_bar[0].item() - (1 - 1e-4)) < 1e-9
+    seen = {}
+    unet.mid_block.register_forward_hook(lambda m, i, o: seen.update(h=o.shape))  # returns None: output kept
+    with torch.no_grad():
+        unet(torch.zeros(1, 3, 32, 32), torch.tensor([500]))
+    assert seen["h"][-2:] == (8, 8)
+
+
+def test_evaluator_meets_its_bars_on_fresh_generator_images():
+    report = evaluator_accuracy(load_evaluator(), n=1024, seed=123)
+    assert report["mae_mouth"] <= 0.05, report
+    assert report["glasses_accuracy"] >= 0.98, report
+
+
+def test_inversion_reconstruction_is_accurate_at_40_steps():
+    unet, schedule = load_toy_ddpm()
+    assert reconstruction_mse(unet, schedule, n=8, num_steps=40, seed=7, progress=False) <= 0.002
+
+
+def test_shipped_model_is_denoising_not_random():
+    unet, schedule = load_toy_ddpm()
+    x0, _ = toy.sample(8, seed=3, heldout=True)
+    t = torch.full((8,), 300)
+    eps = torch.randn_like(x0)
+    a = schedule.alpha_bar[300].float()
+    with torch.no_grad():
+        pred = unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t).sample
+    assert float((pred - eps).pow(2).mean()) < 0.1  # a random network would be near 1 or above
