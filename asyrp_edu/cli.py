@@ -48,6 +48,23 @@ def _cmd_measure(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2))
 
 
+def _cmd_intervals(args: argparse.Namespace) -> None:
+    from .intervals import DistanceTable, reference_table, t_boost_from_table, t_edit_from_table
+
+    if args.text_cosine is None:
+        if not (args.source and args.target):
+            raise SystemExit("give --text-cosine, or both --source and --target prompts")
+        from .losses import text_direction
+        from .tiny_clip import load_tiny_clip
+
+        _, cosine = text_direction(load_tiny_clip().encode_text, args.source, args.target)
+    else:
+        cosine = args.text_cosine
+    edit = DistanceTable.read(args.edit_table) if args.edit_table else reference_table(args.dataset, "x0_t")
+    boost = DistanceTable.read(args.boost_table) if args.boost_table else reference_table(args.dataset, "x")
+    print(f"text cosine {cosine:.3f}: t_edit = {t_edit_from_table(edit, cosine)}, t_boost = {t_boost_from_table(boost)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All sub-commands and their options."""
     parser = argparse.ArgumentParser(prog="asyrp-edu", description=__doc__)
@@ -66,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout", type=int, default=64)
     p.add_argument("--inversion-steps", type=int, default=40)
     p.set_defaults(func=_cmd_measure)
+
+    p = sub.add_parser("intervals", help="t_edit (LPIPS editing strength) and t_boost (quality deficiency)")
+    p.add_argument("--dataset", default="celeba", choices=["celeba", "afhq", "bedroom", "church"],
+                   help="which of the authors' LPIPS tables to use")
+    p.add_argument("--edit-table", help="a TSV of t and distance(x0, P_t) instead of the authors' table")
+    p.add_argument("--boost-table", help="a TSV of t and distance(x0, x_t) instead of the authors' table")
+    p.add_argument("--text-cosine", type=float, help="cos(E_T(source), E_T(target)); or give the two prompts")
+    p.add_argument("--source")
+    p.add_argument("--target")
+    p.set_defaults(func=_cmd_intervals)
 
     p = sub.add_parser("train-ddpm", help="train the toy DDPM (resumable; EMA weights as safetensors)")
     p.add_argument("--world", default="toy")

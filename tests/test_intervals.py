@@ -61,3 +61,12 @@ def test_toy_tables_rise_with_t():
                                       progress=False)
     assert x_table.distance[0] < 0.5 * x_table.distance[-1]
     assert toy_perceptual_distance(images, images).abs().max() == 0
+
+
+def test_cli_prints_both_intervals(capsys):
+    from asyrp_edu.cli import main
+
+    main(["intervals", "--text-cosine", "0.9"])
+    assert "t_edit = 514, t_boost = 167" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--text-cosine"):
+        main(["intervals"])
