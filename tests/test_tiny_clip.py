@@ -1,0 +1,102 @@
+"""The tiny CLIP: open_clip classes, offline tokenizer, differentiable image features, save/load, training works."""
+import pytest
+import torch
+
+from asyrp_edu import tiny_clip as tc
+from asyrp_edu import toy
+
+# A smaller model than the shipped one, so each test runs in about a second.
+SMALL = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16, "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1, "mlp_ratio": 2.0},
+}
+
+
+@pytest.fixture
+def small_clip():
+    torch.manual_seed(0)
+    return tc.TinyClip(tc.build_tiny_clip(SMALL))
+
+
+def test_build_uses_open_clip_classes_and_shipped_config():
+    from open_clip.model import CLIP
+
+    model = tc.build_tiny_clip()
+    assert isinstance(model, CLIP)
+    assert model.context_length == tc.CONTEXT_LENGTH
+
+
+def test_forward_shapes_and_unit_norm(small_clip):
+    img = small_clip.encode_image(toy.sample(3, seed=0)[0])
+    txt = small_clip.encode_text(["a smiling cartoon face", "a cartoon face with glasses"])
+    assert img.shape == (3, 32) and txt.shape == (2, 32)
+    assert torch.allclose(img.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(txt.norm(dim=1), torch.ones(2), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
+        small_clip.encode_image(torch.zeros(3, 32, 32))
+
+
+def test_gradients_flow_to_images_but_not_weights(small_clip):
+    x = toy.sample(2, seed=1)[0].requires_grad_(True)
+    t = small_clip.encode_text(["a sad cartoon face", "a smiling cartoon face"])
+    loss = 1 - torch.cosine_similarity(small_clip.encode_image(x)[1] - small_clip.encode_image(x)[0], t[1] - t[0], 0)
+    loss.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in small_clip.model.parameters())
+
+
+def test_tokenizer_works_offline(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access during tokenizer construction")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    tok = tc.get_tokenizer()  # the BPE merges ship inside the open_clip package
+    t = tok(["a smiling cartoon face", "a cartoon face with green alien skin"])
+    assert t.shape == (2, tc.CONTEXT_LENGTH)
+    assert int(t[0, 0]) == tok.sot_token_id and tok.eot_token_id in t[1].tolist()
+
+
+def test_captions_and_soft_targets_are_consistent():
+    import random
+
+    attrs, changed = tc._twin_batch(8, seed=0, g=torch.Generator().manual_seed(0))
+    texts, log_fit = tc._captions(attrs, changed, random.Random(0))
+    assert len(texts) == 16 and all(t.startswith("a ") and "cartoon face" in t for t in texts)
+    assert (log_fit.diagonal().exp() > 0.2).all()  # every caption fits its own image
+    assert tc.compose_caption({"mouth": "smiling", "glasses": "glasses"}) == "a smiling cartoon face with glasses"
+
+
+def test_train_save_load_round_trip_and_loss_goes_down(tmp_path):
+    from asyrp_edu.checks import sha256_of
+
+    out = tmp_path / "clip.safetensors"
+    clip, losses = tc.train_tiny_clip(out, steps=30, batch_size=32, lr=3e-3, seed=0, config=SMALL, progress=False)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    digest = sha256_of(out)
+    loaded = tc.load_tiny_clip(out)
+    x = toy.sample(4, seed=2, heldout=True)[0]
+    prompts = [p for k in tc.PROMPTS for p in tc.PROMPTS[k][:2]]
+    assert torch.allclose(loaded.encode_image(x), clip.encode_image(x), atol=1e-5)
+    assert torch.allclose(loaded.encode_text(prompts), clip.encode_text(prompts), atol=1e-5)
+    assert sha256_of(out) == digest  # loading does not touch the file
+    acc = tc.zero_shot_accuracy(loaded, n=16)
+    assert set(acc) == set(tc.PROMPTS) and all(0 <= v <= 1 for v in acc.values())
+    assert -1 <= tc.direction_alignment(loaded, "mouth", n=4) <= 1
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-clip"):
+        tc.load_tiny_clip(tmp_path / "nope.safetensors")
+
+
+def test_cli_parser_registers_train_clip():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    tc.add_train_clip_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train-clip", "--out", "x.safetensors", "--steps", "5", "--seed", "1"])
+    assert args.steps == 5 and args.seed == 1 and args.func is tc._cmd_train_clip
