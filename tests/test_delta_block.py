@@ -1,4 +1,5 @@
 """f_t: the DeltaBlock loads the authors' released CelebA-HQ editors exactly and refuses what does not fit."""
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from asyrp_edu import hspace
 from asyrp_edu.delta_block import OFFICIAL_KEYS, DeltaBlock, check_compatible, load_official_delta_block
 from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, TOY_UNET_CONFIG, build_unet
 
-CHECKPOINTS = Path("/work/shared/reference/asyrp_official/checkpoints")
+# shared/ lies beside the checkout (here and in CI); ASYRP_EDU_REFERENCE points elsewhere if needed
+CHECKPOINTS = Path(os.environ.get("ASYRP_EDU_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"
+                                  / "asyrp_official")) / "checkpoints"
 CELEBA_EDITORS = ["smiling_LC_CelebA_HQ_t999_ninv40_ngen40_0.pth", "pixar_LC_CelebA_HQ_t999_ninv40_ngen40_0.pth"]
 DOG_EDITOR = CHECKPOINTS / "dog_happy_LC_dog_t999_ninv40_ngen40_0.pth"
 needs_checkpoints = pytest.mark.skipif(not CHECKPOINTS.is_dir(), reason=f"no authors' editors at {CHECKPOINTS}")
