@@ -69,3 +69,20 @@ def test_scaling_and_bad_intervals():
         Intervals(t_edit=200, t_boost=400)
     with pytest.raises(ValueError, match="same text"):
         EditorConfig(source="a face", target="a face")
+
+
+def test_quality_boosting_adds_noise_only_below_t_boost(tiny_unet):
+    schedule, x_T = Schedule.linear(), torch.randn(1, 3, 16, 16)
+
+    def run(t_boost, seed):
+        _, traj = generate_edited(tiny_unet, x_T, schedule, None, Intervals(500, t_boost), num_steps=8,
+                                  generator=torch.Generator().manual_seed(seed), return_trajectory=True)
+        return traj
+
+    plain_a, plain_b = run(0, 1), run(0, 2)
+    boost_a, boost_b = run(400, 1), run(400, 2)
+    assert torch.equal(plain_a[-1][2].prev_sample, plain_b[-1][2].prev_sample)  # deterministic without boosting
+    for (t, kind, out_a), (_, _, out_b) in zip(boost_a, boost_b):
+        assert kind == ("boost" if t < 400 else "edit" if t >= 500 else "ddim")
+        same = torch.equal(out_a.prev_sample, out_b.prev_sample)
+        assert same == (t >= 400), t  # different noise z changes x only from the first boosted step on
