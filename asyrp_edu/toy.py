@@ -182,7 +182,3 @@ def sample(n: int, seed: int = 0, heldout: bool = False, size: int = DEFAULT_SIZ
     attrs = sample_attributes(n, seed=seed, heldout=heldout)
     return render(attrs, size=size), attrs
 
-
-def attribute_stats(attrs: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
-    """Mean and standard deviation of each edit attribute over a batch."""
-    return {k: (float(attrs[k].mean()), float(attrs[k].std())) for k in ATTRIBUTES}
