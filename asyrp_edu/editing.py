@@ -24,6 +24,18 @@ class ScaledEditor(torch.nn.Module):
         return self.scale * self.editor(h, temb)
 
 
+class ConstantDeltaH(torch.nn.Module):
+    """One learnable Δh shared by every image and timestep: Δh_t = Δh (the paper's global direction)."""
+
+    def __init__(self, h_shape: tuple[int, int, int]):
+        super().__init__()
+        self.delta = torch.nn.Parameter(torch.zeros(1, *h_shape))  # (1, C_h, 8, 8)
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+        """Δh broadcast to the batch: (B, C_h, 8, 8)."""
+        return self.delta.expand_as(h)
+
+
 def step_scale(n_train_steps: int, n_test_steps: int) -> float:
     """Δh scaling when sampling with a different number of steps than training: Δh × n_train / n_test."""
     if n_train_steps < 1 or n_test_steps < 1:

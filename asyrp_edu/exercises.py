@@ -89,3 +89,20 @@ def check_direction_to_xt(student_fn: Callable[[torch.Tensor, float, float], tor
     hints = {"σ_t enters squared: sqrt(1 − alpha_bar_{t−1} − σ_t²)": (1 - a_prev - sigma) ** 0.5 * eps,
              "you left out σ_t: with η > 0 part of the noise is fresh, so D_t shrinks": (1 - a_prev) ** 0.5 * eps}
     return _compare(student_fn(eps, a_prev, sigma), expected, hints, "D_t")
+
+
+def check_asymmetric_step(student_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float],
+                                               torch.Tensor]) -> Verdict:
+    """Exercise: student_fn(x_t, eps, eps_edit, alpha_bar_t, alpha_bar_prev) -> x_{t-1} of Asyrp (η = 0)."""
+    x_t, eps, schedule = _example(3)
+    eps_edit = eps + 0.3 * torch.randn(eps.shape, generator=torch.Generator().manual_seed(9))
+    a, a_prev = schedule.at(700), schedule.at(675)
+
+    def step(e_p: torch.Tensor, e_d: torch.Tensor) -> torch.Tensor:
+        return a_prev**0.5 * predict_x0(x_t, e_p, a) + direction_to_xt(e_d, a_prev, 0.0)
+
+    hints = {"that is the symmetric step: give ε(x_t | Δh) to P_t only; D_t keeps the unedited ε":
+             step(eps_edit, eps_edit),
+             "P_t and D_t are swapped: the edited ε goes into P_t, the unedited one into D_t": step(eps, eps_edit),
+             "that is the unedited step: P_t should use the edited ε": step(eps, eps)}
+    return _compare(student_fn(x_t, eps, eps_edit, a, a_prev), step(eps_edit, eps), hints, "x_{t-1}")

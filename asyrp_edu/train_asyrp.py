@@ -70,21 +70,23 @@ def new_editor(unet) -> DeltaBlock:
 class EditorTrainResult:
     """The trained f_t, where it was saved, and the per-update training curves."""
 
-    editor: DeltaBlock
+    editor: torch.nn.Module
     weights: Path
     losses: list[float] = field(default_factory=list)
     s_dir: list[float] = field(default_factory=list)
 
 
 def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: EditorConfig, out_dir: Path,
-                 resume: bool = True, progress: bool = True) -> EditorTrainResult:
-    """Train f_t so that P_t moves along ΔT; one optimiser update per batch and edited timestep (as the authors)."""
+                 resume: bool = True, progress: bool = True, editor: torch.nn.Module | None = None
+                 ) -> EditorTrainResult:
+    """Train f_t (or any Δh module, e.g. a ConstantDeltaH) so that P_t moves along ΔT; one update per batch and
+    edited timestep, as the authors do."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     delta_T, text_cos = text_direction(clip.encode_text, config.source, config.target, config.templates)
     lambda_recon = default_lambda_recon(text_cos) if config.lambda_recon is None else config.lambda_recon
-    editor = new_editor(unet)
+    editor = new_editor(unet) if editor is None else editor
     optimizer = torch.optim.Adam(editor.parameters(), lr=config.lr)
     done = 0  # batches finished, over all epochs
     state_path = out_dir / STATE_FILE

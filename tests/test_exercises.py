@@ -22,3 +22,15 @@ def test_wrong_answers_fail_with_a_reason():
     v = exercises.check_q_sample(lambda x0, t, e, ab: None)
     assert not v and "None" in v.message
     assert repr(v).startswith("❌")
+
+
+def test_asymmetric_step_check():
+    def right(x, e, e_edit, a, a_prev):
+        return a_prev ** 0.5 * (x - (1 - a) ** 0.5 * e_edit) / a ** 0.5 + (1 - a_prev) ** 0.5 * e
+
+    def symmetric(x, e, e_edit, a, a_prev):
+        return right(x, e_edit, e_edit, a, a_prev)
+
+    assert exercises.check_asymmetric_step(right)
+    v = exercises.check_asymmetric_step(symmetric)
+    assert not v and "symmetric" in v.message

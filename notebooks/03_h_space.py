@@ -1,0 +1,153 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · h-space: the U-Net's bottleneck as a semantic latent space
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asyrp-edu/asyrp_edu/blob/main/notebooks/03_h_space.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/asyrp-edu/asyrp_edu/main?labpath=notebooks%2F03_h_space.ipynb)
+#
+# Kwon et al. call the output of the U-Net's middle block **h-space**. Changing h by Δh_t changes the noise
+# prediction to ε(x_t | Δh_t). This notebook
+#
+# 1. finds h in a diffusers `UNet2DModel` (the toy model and the CelebA-HQ configuration),
+# 2. splits the U-Net at h: encoder and middle block once, decoder twice,
+# 3. adds a *random* Δh and compares the **asymmetric** reverse process (edited ε in P_t only) with the symmetric one,
+# 4. optimises one Δh directly with the directional CLIP loss, before notebook 04 learns f_t.
+
+# %%
+# Setup: installs the package on Colab only; on Binder or your laptop it is already installed.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "asyrp-edu @ git+https://github.com/asyrp-edu/asyrp_edu"], check=True)
+
+# %%
+import tempfile
+
+import matplotlib.pyplot as plt
+import torch
+
+from asyrp_edu import hspace, toy
+from asyrp_edu.editing import ConstantDeltaH, Intervals, generate_edited
+from asyrp_edu.evaluator import load_evaluator
+from asyrp_edu.exercises import check_asymmetric_step
+from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet, load_toy_ddpm
+from asyrp_edu.settings import smoke, steps
+from asyrp_edu.tiny_clip import load_tiny_clip
+from asyrp_edu.train_asyrp import EditorConfig, cached_inversion, train_editor
+from asyrp_edu.viz import image_grid
+
+unet, schedule = load_toy_ddpm()
+judge = load_evaluator()
+
+# %% [markdown]
+# ## 1 · Where is h?
+# h is what `unet.mid_block` returns. A forward hook shows its shape; for the toy model it is (B, 96, 8, 8). The
+# CelebA-HQ model of the paper has the same layout at 256² with h of shape (B, 512, 8, 8) — we build it on the
+# `meta` device, which allocates no memory, just to read the shape.
+
+# %%
+seen = {}
+hook = unet.mid_block.register_forward_hook(lambda module, inputs, h: seen.update(h=h.shape))
+with torch.no_grad():
+    unet(torch.zeros(1, 3, 32, 32), torch.tensor([500]))
+hook.remove()
+print("toy h:", tuple(seen["h"]))
+with torch.device("meta"):
+    celeba = build_unet(CELEBA_HQ_UNET_CONFIG)
+print("CelebA-HQ h:", hspace.h_shape(celeba))
+
+# %% [markdown]
+# ## 2 · Split the U-Net at h
+# `hspace.encode` runs the time embedding, the down blocks and the middle block; `hspace.decode` runs the up blocks
+# from h + Δh. Together they equal one ordinary forward pass — so the asymmetric step can reuse the encoder and only
+# run the decoder twice.
+
+# %%
+x, _ = toy.sample(4, seed=0, heldout=True)
+t = torch.tensor([600])
+with torch.no_grad():
+    enc = hspace.encode(unet, x, t)
+    split = hspace.decode(unet, enc)
+    full = unet(x, t).sample
+print(f"h: {tuple(enc.h.shape)}, max |decode(encode(x)) − unet(x)| = {float((split - full).abs().max()):.2e}")
+
+# %% [markdown]
+# ## 3 · A random Δh: asymmetric vs symmetric
+# We invert four held-out faces, then regenerate them while adding the same random Δh during [T, t_edit].
+# With the **asymmetric** process (edited ε in P_t only) the faces change; with the **symmetric** one (edited ε in
+# both P_t and D_t) the changes largely cancel out — the paper's motivation for asymmetry.
+
+# %%
+n_steps = steps(40, 10)
+faces, _ = toy.sample(4, seed=1, heldout=True)
+x_T = cached_inversion(unet, schedule, faces, n_steps, tempfile.mkdtemp(), progress=False)
+g = torch.Generator().manual_seed(0)
+random_dh = torch.randn(1, *hspace.h_shape(unet), generator=g)
+random_dh = random_dh / random_dh.norm() * enc.h[:1].norm() * 0.5  # half the size of a typical h
+intervals = Intervals(t_edit=400)
+plain = generate_edited(unet, x_T, schedule, None, intervals, n_steps)
+asym = generate_edited(unet, x_T, schedule, random_dh, intervals, n_steps)
+sym = generate_edited(unet, x_T, schedule, random_dh, intervals, n_steps, symmetric=True)
+image_grid([faces, plain, asym, sym], row_titles=["original", "reconstructed", "asymmetric Δh", "symmetric Δh"]);
+print(f"mean |change| asymmetric: {float((asym - plain).abs().mean()):.3f}, "
+      f"symmetric: {float((sym - plain).abs().mean()):.3f}")
+
+# %% [markdown]
+# ## 4 · Optimising one Δh directly
+# Before learning a network f_t(h_t, t), try the simplest editor: a single Δh shared by every image and timestep,
+# trained with the directional CLIP loss 1 − cos(ΔI, ΔT) from "a sad cartoon face" to "a smiling cartoon face" plus
+# λ_recon·|P_t^edit − P_t^src| (the toy world's tiny CLIP plays CLIP's part). Then we apply it to *new* faces and let
+# the evaluation network read their mouth curvature.
+
+# %%
+clip = load_tiny_clip()
+train_faces, _ = toy.sample(steps(16, 4), seed=2, heldout=True)
+config = EditorConfig(source="a sad cartoon face", target="a smiling cartoon face", t_edit=400, num_steps=n_steps,
+                      batch_size=8, epochs=steps(3, 1), lr=0.05)
+global_dh = ConstantDeltaH(hspace.h_shape(unet))
+result = train_editor(unet, schedule, clip, train_faces, config, tempfile.mkdtemp(), editor=global_dh,
+                      progress=not smoke())
+fig, ax = plt.subplots(figsize=(6, 2.5))
+ax.plot(result.s_dir)
+ax.set_xlabel("update"); ax.set_ylabel("S_dir = cos(ΔI, ΔT)"); ax.set_title("one global Δh, trained");
+
+# %%
+new_faces, new_attrs = toy.sample(8, seed=3, heldout=True)
+new_x_T = cached_inversion(unet, schedule, new_faces, n_steps, tempfile.mkdtemp(), progress=False)
+edited = generate_edited(unet, new_x_T, schedule, global_dh, Intervals(400), n_steps).clamp(-1, 1)
+before, after = judge(new_faces)["mouth"], judge(edited)["mouth"]
+image_grid([new_faces, edited], row_titles=["new faces", "+ global Δh"],
+           col_titles=[f"{b:+.2f}→{a:+.2f}" for b, a in zip(before.tolist(), after.tolist())]);
+print(f"mean mouth curvature: {float(before.mean()):+.2f} → {float(after.mean()):+.2f} (judge's reading)")
+
+# %% [markdown]
+# ## Exercises
+# **1.** Write Asyrp's step (η = 0): x_{t−1} = sqrt(ᾱ_{t−1})·P_t(ε(x_t | Δh)) + D_t(ε(x_t)).
+
+# %%
+def my_asymmetric_step(x_t, eps, eps_edit, alpha_bar_t, alpha_bar_prev):
+    # YOUR CODE HERE — replace the lines below
+    P_t = (x_t - (1 - alpha_bar_t) ** 0.5 * eps_edit) / alpha_bar_t ** 0.5
+    D_t = (1 - alpha_bar_prev) ** 0.5 * eps
+    return alpha_bar_prev ** 0.5 * P_t + D_t
+
+
+check_asymmetric_step(my_asymmetric_step)
+
+# %% [markdown]
+# **2. (think)** In section 3, why does the symmetric process undo most of the edit? Write x_{t−1} for the symmetric
+# step as x_t plus a small change and look at which terms depend on ε.
