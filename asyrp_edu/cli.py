@@ -62,7 +62,66 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
         cosine = args.text_cosine
     edit = DistanceTable.read(args.edit_table) if args.edit_table else reference_table(args.dataset, "x0_t")
     boost = DistanceTable.read(args.boost_table) if args.boost_table else reference_table(args.dataset, "x")
-    print(f"text cosine {cosine:.3f}: t_edit = {t_edit_from_table(edit, cosine)}, t_boost = {t_boost_from_table(boost)}")
+    t_edit, t_boost = t_edit_from_table(edit, cosine), t_boost_from_table(boost)
+    print(f"text cosine {cosine:.3f}: t_edit = {t_edit}, t_boost = {t_boost}")
+
+
+def _toy_training_images(n: int, seed: int):
+    """Training faces come from the training seed stream; evaluation faces from the held-out one."""
+    from . import toy
+
+    return toy.sample(n, seed=seed)[0]
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .evaluate_edits import TOY_EDITS
+    from .models import load_toy_ddpm
+    from .tiny_clip import load_tiny_clip
+    from .train_asyrp import EditorConfig, train_editor
+
+    if args.world != "toy":
+        raise SystemExit(f"--world {args.world!r} is not available yet; use --world toy")
+    source, target = args.source, args.target
+    if args.edit:
+        source, target = TOY_EDITS[args.edit]["source"], TOY_EDITS[args.edit]["target"]
+    if not (source and target):
+        raise SystemExit(f"give --edit NAME ({', '.join(sorted(TOY_EDITS))}) or both --source and --target")
+    unet, schedule = load_toy_ddpm()
+    config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
+                          epochs=args.epochs, n_images=args.n_images, batch_size=args.batch_size, lr=args.lr,
+                          seed=args.seed)
+    out = Path(args.out or f"runs/editors/{args.edit or target.replace(' ', '_')}")
+    result = train_editor(unet, schedule, load_tiny_clip(), _toy_training_images(args.n_images, args.seed), config,
+                          out, resume=not args.no_resume)
+    print(f"editor: {result.weights}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from safetensors.torch import load_file
+
+    from . import toy
+    from .editing import Intervals
+    from .evaluate_edits import evaluate_editor
+    from .evaluator import load_evaluator
+    from .models import load_toy_ddpm
+    from .tiny_clip import load_tiny_clip
+    from .train_asyrp import EDITOR_FILE, cached_inversion, new_editor
+
+    if args.world != "toy":
+        raise SystemExit("evaluate measures edits against ground truth, which only the toy world has: --world toy")
+    unet, schedule = load_toy_ddpm()
+    editor = new_editor(unet)
+    path = Path(args.editor or f"runs/editors/{args.attribute}") / EDITOR_FILE
+    if not path.is_file():
+        raise SystemExit(f"no editor at {path}; train one with `asyrp-edu train --world toy --edit {args.attribute}`")
+    editor.load_state_dict(load_file(str(path)))
+    originals, _ = toy.sample(args.n, seed=args.seed, heldout=True)
+    x_T = cached_inversion(unet, schedule, originals, args.steps, Path("runs/cache"))
+    report = evaluate_editor(unet, schedule, editor, load_evaluator(), load_tiny_clip(), args.attribute, x_T,
+                             originals, Intervals(args.t_edit), args.steps)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +152,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source")
     p.add_argument("--target")
     p.set_defaults(func=_cmd_intervals)
+
+    p = sub.add_parser("train", help="train an Asyrp editor f_t with the directional CLIP loss")
+    p.add_argument("--world", default="toy")
+    p.add_argument("--edit", help="a named toy edit (smiling, glasses, tanned, blonde, alien)")
+    p.add_argument("--source")
+    p.add_argument("--target")
+    p.add_argument("--t-edit", type=int, default=400)
+    p.add_argument("--steps", type=int, default=40, help="DDIM steps for inversion and generation")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--n-images", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out")
+    p.add_argument("--no-resume", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="measure a toy editor against ground truth (evaluation network as judge)")
+    p.add_argument("--world", default="toy")
+    p.add_argument("--attribute", required=True, help="the toy edit: smiling, glasses, tanned, blonde or alien")
+    p.add_argument("--editor", help="folder holding editor.safetensors (default runs/editors/ATTRIBUTE)")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--t-edit", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("train-ddpm", help="train the toy DDPM (resumable; EMA weights as safetensors)")
     p.add_argument("--world", default="toy")

@@ -16,7 +16,8 @@ from .settings import steps
 
 def _labels(attrs: dict) -> list[str]:
     """Short column titles: mouth curvature and glasses as the judge reads them."""
-    return [f"mouth {float(m):+.1f}\n{'glasses' if g else 'no glasses'}" for m, g in zip(attrs["mouth"], attrs["glasses"])]
+    return [f"mouth {float(m):+.1f}\n{'glasses' if g else 'no glasses'}"
+            for m, g in zip(attrs["mouth"], attrs["glasses"])]
 
 
 def run_demo(out: Path = Path("asyrp_edu_demo.png"), n: int = 8, seed: int = 0) -> Path:

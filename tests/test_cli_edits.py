@@ -1,0 +1,29 @@
+"""`asyrp-edu train` and `asyrp-edu evaluate` end to end on the shipped toy models, at a tiny size."""
+import json
+
+import pytest
+
+from asyrp_edu.cli import main
+
+
+def test_train_then_evaluate_a_toy_editor(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["train", "--world", "toy", "--edit", "smiling", "--n-images", "4", "--batch-size", "4", "--steps", "5",
+          "--t-edit", "500", "--out", "editors/smiling"])
+    assert (tmp_path / "editors/smiling/editor.safetensors").is_file()
+    capsys.readouterr()
+    main(["evaluate", "--world", "toy", "--attribute", "smiling", "--editor", "editors/smiling", "--n", "4",
+          "--steps", "5", "--t-edit", "500", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 4 and -1 <= report["s_dir"] <= 1 and 0 <= report["success_rate"] <= 1
+    assert set(report["leakage"]) == {"eye_size", "skin_tone", "hair_color"}
+
+
+def test_cli_errors_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="--edit NAME"):
+        main(["train", "--world", "toy"])
+    with pytest.raises(SystemExit, match="asyrp-edu train --world toy --edit smiling"):
+        main(["evaluate", "--attribute", "smiling"])
+    with pytest.raises(SystemExit, match="--world toy"):
+        main(["train", "--world", "celeba_hq", "--edit", "smiling"])
