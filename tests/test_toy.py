@@ -32,14 +32,19 @@ def test_each_attribute_changes_the_image(name):
 
 
 def test_smile_moves_mouth_corners_up():
-    sad, happy = toy.render({"mouth": -1.0}), toy.render({"mouth": 1.0})
-    # mouth pixels are red: find the mean row of strongly red pixels at the mouth's corners (columns 9-10, 21-22)
-    def corner_row(img):
-        red = (img[0, 0] > 0.0) & (img[0, 1] < -0.5)
-        rows = torch.arange(32).float().view(32, 1).expand(32, 32)
-        cols = red[:, [12, 19]]
-        return float(rows[:, [12, 19]][cols].mean())
-    assert corner_row(happy) < corner_row(sad)  # smaller row = higher up
+    def corner_minus_centre_row(img):
+        """Mean row of the mouth's red pixels at its outer columns minus at its centre column (rows grow down)."""
+        red = (img[0, 0] > 0.0) & (img[0, 1] < -0.5) & (img[0, 2] < -0.5)  # (32, 32)
+        cols = red.any(0).nonzero().flatten()
+        rows = torch.arange(32.0)
+        row_at = lambda c: float(rows[red[:, c]].mean())  # noqa: E731
+        corners = (row_at(int(cols.min())) + row_at(int(cols.max()))) / 2
+        return corners - row_at(int(cols.float().mean().round()))
+
+    happy, sad = toy.render({"mouth": 1.0}), toy.render({"mouth": -1.0})
+    assert corner_minus_centre_row(happy) <= -1.0  # corners at least a pixel above the centre: a smile
+    assert corner_minus_centre_row(sad) >= 1.0  # corners at least a pixel below the centre: a frown
+    assert abs(corner_minus_centre_row(toy.render({"mouth": 0.0}))) < 0.5
 
 
 def test_captions_name_the_attributes():
