@@ -22,8 +22,9 @@
 #
 # 1. finds h in a diffusers `UNet2DModel` (the toy model and the CelebA-HQ configuration),
 # 2. splits the U-Net at h: encoder and middle block once, decoder twice,
-# 3. adds a *random* Δh and compares the **asymmetric** reverse process (edited ε in P_t only) with the symmetric one,
-# 4. optimises one Δh directly with the directional CLIP loss, before notebook 04 learns f_t.
+# 3. adds a *random* Δh and compares the **asymmetric** reverse process (edited ε in P_t only) with the symmetric one.
+#
+# (Optimising one Δh directly with the directional CLIP loss, and learning f_t, follow in notebook 04.)
 
 # %%
 # Setup: installs the package on Colab only; on Binder or your laptop it is already installed.
@@ -37,21 +38,17 @@ if "google.colab" in sys.modules:
 # %%
 import tempfile
 
-import matplotlib.pyplot as plt
 import torch
 
 from asyrp_edu import hspace, toy
-from asyrp_edu.editing import ConstantDeltaH, Intervals, generate_edited
-from asyrp_edu.evaluator import load_evaluator
+from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.exercises import check_asymmetric_step
 from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet, load_toy_ddpm
-from asyrp_edu.settings import smoke, steps
-from asyrp_edu.tiny_clip import load_tiny_clip
-from asyrp_edu.train_asyrp import EditorConfig, cached_inversion, train_editor
+from asyrp_edu.settings import steps
+from asyrp_edu.train_asyrp import cached_inversion
 from asyrp_edu.viz import image_grid
 
 unet, schedule = load_toy_ddpm()
-judge = load_evaluator()
 
 # %% [markdown]
 # ## 1 · Where is h?
@@ -105,34 +102,6 @@ sym = generate_edited(unet, x_T, schedule, random_dh, intervals, n_steps, symmet
 image_grid([faces, plain, asym, sym], row_titles=["original", "reconstructed", "asymmetric Δh", "symmetric Δh"]);
 print(f"mean |change| asymmetric: {float((asym - plain).abs().mean()):.3f}, "
       f"symmetric: {float((sym - plain).abs().mean()):.3f}")
-
-# %% [markdown]
-# ## 4 · Optimising one Δh directly
-# Before learning a network f_t(h_t, t), try the simplest editor: a single Δh shared by every image and timestep,
-# trained with the directional CLIP loss 1 − cos(ΔI, ΔT) from "a sad cartoon face" to "a smiling cartoon face" plus
-# λ_recon·|P_t^edit − P_t^src| (the toy world's tiny CLIP plays CLIP's part). Then we apply it to *new* faces and let
-# the evaluation network read their mouth curvature.
-
-# %%
-clip = load_tiny_clip()
-train_faces, _ = toy.sample(steps(16, 4), seed=2, heldout=True)
-config = EditorConfig(source="a sad cartoon face", target="a smiling cartoon face", t_edit=400, num_steps=n_steps,
-                      batch_size=8, epochs=steps(3, 1), lr=0.05)
-global_dh = ConstantDeltaH(hspace.h_shape(unet))
-result = train_editor(unet, schedule, clip, train_faces, config, tempfile.mkdtemp(), editor=global_dh,
-                      progress=not smoke())
-fig, ax = plt.subplots(figsize=(6, 2.5))
-ax.plot(result.s_dir)
-ax.set_xlabel("update"); ax.set_ylabel("S_dir = cos(ΔI, ΔT)"); ax.set_title("one global Δh, trained");
-
-# %%
-new_faces, new_attrs = toy.sample(8, seed=3, heldout=True)
-new_x_T = cached_inversion(unet, schedule, new_faces, n_steps, tempfile.mkdtemp(), progress=False)
-edited = generate_edited(unet, new_x_T, schedule, global_dh, Intervals(400), n_steps).clamp(-1, 1)
-before, after = judge(new_faces)["mouth"], judge(edited)["mouth"]
-image_grid([new_faces, edited], row_titles=["new faces", "+ global Δh"],
-           col_titles=[f"{b:+.2f}→{a:+.2f}" for b, a in zip(before.tolist(), after.tolist())]);
-print(f"mean mouth curvature: {float(before.mean()):+.2f} → {float(after.mean()):+.2f} (judge's reading)")
 
 # %% [markdown]
 # ## Exercises
