@@ -66,14 +66,8 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
     print(f"text cosine {cosine:.3f}: t_edit = {t_edit}, t_boost = {t_boost}")
 
 
-def _toy_training_images(n: int, seed: int):
-    """Training faces come from the training seed stream; evaluation faces from the held-out one."""
-    from . import toy
-
-    return toy.sample(n, seed=seed)[0]
-
-
 def _cmd_train(args: argparse.Namespace) -> None:
+    from . import toy
     from .evaluate_edits import TOY_EDITS
     from .models import load_toy_ddpm
     from .tiny_clip import load_tiny_clip
@@ -88,11 +82,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise SystemExit(f"give --edit NAME ({', '.join(sorted(TOY_EDITS))}) or both --source and --target")
     unet, schedule = load_toy_ddpm()
     config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
-                          epochs=args.epochs, n_images=args.n_images, batch_size=args.batch_size, lr=args.lr,
+                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           seed=args.seed)
     out = Path(args.out or f"runs/editors/{args.edit or target.replace(' ', '_')}")
-    result = train_editor(unet, schedule, load_tiny_clip(), _toy_training_images(args.n_images, args.seed), config,
-                          out, resume=not args.no_resume)
+    images, _ = toy.sample(args.n_images, seed=args.seed)  # the training seed stream; evaluation uses held-out
+    result = train_editor(unet, schedule, load_tiny_clip(), images, config, out, resume=not args.no_resume)
     print(f"editor: {result.weights}")
 
 

@@ -7,10 +7,9 @@ from pathlib import Path
 import matplotlib
 
 from . import toy
-from .ddim import ddim_invert, ddim_generate, unet_noise_model
 from .evaluator import load_evaluator
 from .models import load_toy_ddpm
-from .quality import sample_from_noise
+from .quality import invert_and_reconstruct, sample_from_noise
 from .settings import steps
 
 
@@ -30,9 +29,7 @@ def run_demo(out: Path = Path("asyrp_edu_demo.png"), n: int = 8, seed: int = 0) 
     judge = load_evaluator()
     samples = sample_from_noise(unet, schedule, n, num_steps=steps(50, 10), seed=seed)
     originals, _ = toy.sample(n, seed=seed, heldout=True)
-    model = unet_noise_model(unet)
-    x_T = ddim_invert(model, originals, schedule, num_steps=steps(40, 10))
-    recon = ddim_generate(model, x_T, schedule, num_steps=steps(40, 10), clip_x0=False)
+    x_T, recon = invert_and_reconstruct(unet, schedule, originals, num_steps=steps(40, 10))
     mse = float((recon - originals).pow(2).mean())
     fig = image_grid([samples, originals, x_T.clamp(-1, 1), recon],
                      row_titles=["DDIM samples\nfrom noise", "held-out\nfaces", "their x_T\n(inverted)",

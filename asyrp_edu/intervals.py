@@ -3,7 +3,7 @@
 Kwon et al. 2023, sec. 4: edit only in [T, t_edit], where t_edit is the smallest t with
 LPIPS(x0, P_t) ≥ 0.33 · cos(E_T(source), E_T(target)) (a bigger semantic change needs a longer interval), and add
 stochastic noise (η = 1, "quality boosting") for t < t_boost, the smallest t with LPIPS(x0, x_t) ≥ 1.2.
-Tables map t to a mean distance; the authors' CelebA-HQ/AFHQ/LSUN tables ship in shared/reference.
+Tables map t to a mean distance; the authors' CelebA-HQ/AFHQ/LSUN tables ship in asyrp_edu/reference.
 """
 from __future__ import annotations
 
@@ -92,8 +92,8 @@ def toy_perceptual_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The toy world's stand-in for LPIPS: image-gradient and colour differences on a 3-level pyramid.
 
     LPIPS needs a pretrained AlexNet, which cannot be loaded offline. Edges (where shapes such as the mouth or
-    glasses are) and local colour carry the toy faces' meaning, so we compare those at 32², 16² and 8²; the
-    result is scaled by CALIBRATION so that the distances of the toy DDPM's tables fall in LPIPS's range.
+    glasses are) and local colour carry the toy faces' meaning, so we compare those at 32², 16² and 8².
+    Not yet calibrated against LPIPS's scale: thresholds such as 0.33·cos do not carry over unchanged.
     """
     total = torch.zeros(a.shape[0], device=a.device)
     for level in range(3):
@@ -103,10 +103,7 @@ def toy_perceptual_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         db = (b[..., 1:, :] - b[..., :-1, :], b[..., :, 1:] - b[..., :, :-1])
         edges = sum((x - y).abs().mean(dim=(1, 2, 3)) for x, y in zip(da, db))
         total = total + edges + (a - b).abs().mean(dim=(1, 2, 3))
-    return CALIBRATION * total / 3
-
-
-CALIBRATION = 1.0
+    return total / 3
 
 
 @torch.no_grad()

@@ -36,9 +36,7 @@ class EditorConfig:
     lr: float = 2e-3
     epochs: int = 1
     batch_size: int = 16
-    n_images: int = 64
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_prompts(self.source, self.target)
@@ -50,7 +48,7 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
     """x_T of DDIM inversion, read from cache_dir when the same model, images and steps were inverted before."""
     key = hashlib.sha256()
     for p in unet.state_dict().values():
-        key.update(p.detach().cpu().numpy().tobytes()[:4096])
+        key.update(p.detach().flatten()[:1024].cpu().numpy().tobytes())  # a fingerprint, not a full copy
     key.update(images.cpu().numpy().tobytes())
     key.update(str(num_steps).encode())
     path = Path(cache_dir) / f"inversion_{key.hexdigest()[:20]}.safetensors"

@@ -22,7 +22,7 @@ class ColourClip:
 def setup(tiny_unet):
     tiny_unet.requires_grad_(False)
     images = torch.rand(4, 3, 16, 16) * 2 - 1
-    config = EditorConfig(source="red", target="green", t_edit=300, num_steps=8, batch_size=2, n_images=4, lr=1e-2)
+    config = EditorConfig(source="red", target="green", t_edit=300, num_steps=8, batch_size=2, lr=1e-2)
     return tiny_unet, Schedule.linear(), images, config
 
 
