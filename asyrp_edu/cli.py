@@ -12,7 +12,8 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> None:
     if args.world != "toy":
         raise SystemExit(f"train-ddpm supports --world toy only (got {args.world!r}); real models come pretrained")
     result = train_ddpm(Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                        resume=not args.no_resume, bf16=not args.fp32, device=args.device)
+                        resume=not args.no_resume, bf16=not args.fp32, device=args.device,
+                        coarse_weight=args.coarse_weight)
     print(f"EMA weights after {result.step} steps: {result.weights}")
 
 
@@ -83,7 +84,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     unet, schedule = load_toy_ddpm()
     config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          seed=args.seed)
+                          lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed)
     out = Path(args.out or f"runs/editors/{args.edit or target.replace(' ', '_')}")
     images, _ = toy.sample(args.n_images, seed=args.seed)  # the training seed stream; evaluation uses held-out
     result = train_editor(unet, schedule, load_tiny_clip(), images, config, out, resume=not args.no_resume)
@@ -93,28 +94,36 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from safetensors.torch import load_file
-
     from . import toy
     from .editing import Intervals
-    from .evaluate_edits import evaluate_editor
+    from .evaluate_edits import check_edit_name, evaluate_editor
     from .evaluator import load_evaluator
-    from .models import load_toy_ddpm
+    from .models import WEIGHTS_DIR, load_toy_ddpm
     from .tiny_clip import load_tiny_clip
-    from .train_asyrp import EDITOR_FILE, cached_inversion, new_editor
+    from .train_asyrp import EDITOR_FILE, cached_inversion, load_editor, shipped_editor_file
 
     if args.world != "toy":
         raise SystemExit("evaluate measures edits against ground truth, which only the toy world has: --world toy")
+    check_edit_name(args.attribute)
     unet, schedule = load_toy_ddpm()
-    editor = new_editor(unet)
-    path = Path(args.editor or f"runs/editors/{args.attribute}") / EDITOR_FILE
-    if not path.is_file():
-        raise SystemExit(f"no editor at {path}; train one with `asyrp-edu train --world toy --edit {args.attribute}`")
-    editor.load_state_dict(load_file(str(path)))
+    if args.editor:
+        path = Path(args.editor)
+        path = path / EDITOR_FILE if path.is_dir() else path
+        if not path.is_file():
+            raise SystemExit(f"no editor at {path}; train one with "
+                             f"`asyrp-edu train --world toy --edit {args.attribute} --out {args.editor}`")
+        editor, config = load_editor(unet, path)
+    elif (WEIGHTS_DIR / shipped_editor_file(args.attribute)).is_file():
+        editor, config = load_editor(unet, edit=args.attribute)
+    else:
+        raise SystemExit(f"no shipped editor for {args.attribute!r}; train one with "
+                         f"`asyrp-edu train --world toy --edit {args.attribute}` and pass --editor runs/editors/"
+                         f"{args.attribute}")
+    steps = args.steps or config.num_steps
     originals, _ = toy.sample(args.n, seed=args.seed, heldout=True)
-    x_T = cached_inversion(unet, schedule, originals, args.steps, Path("runs/cache"))
+    x_T = cached_inversion(unet, schedule, originals, steps, Path("runs/cache"), progress=not args.json)
     report = evaluate_editor(unet, schedule, editor, load_evaluator(), load_tiny_clip(), args.attribute, x_T,
-                             originals, Intervals(args.t_edit), args.steps)
+                             originals, Intervals(args.t_edit or config.t_edit), steps)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
 
 
@@ -158,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
+    p.add_argument("--reference", choices=("x0", "P_t"), default="x0",
+                   help="ΔI against the original image (authors' code, default) or the unedited P_t")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     p.add_argument("--no-resume", action="store_true")
@@ -166,10 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="measure a toy editor against ground truth (evaluation network as judge)")
     p.add_argument("--world", default="toy")
     p.add_argument("--attribute", required=True, help="the toy edit: smiling, glasses, tanned, blonde or alien")
-    p.add_argument("--editor", help="folder holding editor.safetensors (default runs/editors/ATTRIBUTE)")
+    p.add_argument("--editor", help="an editor file or a folder holding editor.safetensors (default: the shipped one)")
     p.add_argument("--n", type=int, default=64)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--t-edit", type=int, default=400)
+    p.add_argument("--steps", type=int, help="DDIM steps (default: as the editor was trained)")
+    p.add_argument("--t-edit", type=int, help="end of the editing interval (default: as the editor was trained)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
@@ -183,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--fp32", action="store_true", help="train in float32 instead of bfloat16 autocast")
+    p.add_argument("--coarse-weight", type=float, default=1.0,
+                   help="weight of the coarse P_t loss that keeps sample colours right (0 = plain L_simple)")
     p.add_argument("--no-resume", action="store_true", help="start over even if train_state.pt exists")
     p.set_defaults(func=_cmd_train_ddpm)
 

@@ -36,6 +36,26 @@ class ConstantDeltaH(torch.nn.Module):
         return self.delta.expand_as(h)
 
 
+class MixedEditor(torch.nn.Module):
+    """A linear combination of editors: Δh_t = Σ_i c_i · f_t^i(h_t, temb) (the paper's combined attributes)."""
+
+    def __init__(self, editors: dict[str, Callable], coefficients: dict[str, float] | None = None):
+        super().__init__()
+        self.editors = dict(editors)
+        unknown = set(coefficients or {}) - set(self.editors)
+        if unknown:
+            raise KeyError(f"no editor named {sorted(unknown)}; the mixer has {sorted(self.editors)}")
+        self.coefficients = {name: float((coefficients or {}).get(name, 0.0)) for name in self.editors}
+
+    def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """Σ_i c_i · f_t^i(h_t, temb)   (B, C_h, 8, 8); editors with c_i = 0 are skipped."""
+        total = torch.zeros_like(h)
+        for name, editor in self.editors.items():
+            if self.coefficients[name]:
+                total = total + self.coefficients[name] * editor(h, temb)
+        return total
+
+
 def step_scale(n_train_steps: int, n_test_steps: int) -> float:
     """Δh scaling when sampling with a different number of steps than training: Δh × n_train / n_test."""
     if n_train_steps < 1 or n_test_steps < 1:
@@ -63,7 +83,7 @@ def generate_edited(
     unet,
     x_T: torch.Tensor,
     schedule: Schedule,
-    delta_h: DeltaH,
+    delta_h: DeltaH | dict[int, torch.Tensor],
     intervals: Intervals,
     num_steps: int = 40,
     symmetric: bool = False,
@@ -71,14 +91,18 @@ def generate_edited(
     progress: bool = False,
     return_trajectory: bool = False,
 ):
-    """Asyrp sampling from an inverted x_T: asymmetric (or symmetric) edits in [T, t_edit], then DDIM, then boost."""
+    """Asyrp sampling from an inverted x_T: asymmetric (or symmetric) edits in [T, t_edit], then DDIM, then boost.
+
+    delta_h is f_t, a fixed Δh tensor, or a dict {t: Δh_t} (a per-timestep global direction; missing t: no edit).
+    """
     check_supported(unet)
     timesteps = schedule.timesteps(num_steps)
     x, trajectory = x_T, []
     for i, t in enumerate(tqdm(timesteps, desc="Asyrp sampling", disable=not progress, leave=False)):
         t_prev, kind = schedule.previous(timesteps, i), intervals.kind(t)
-        if kind == "edit" and delta_h is not None:
-            out = asymmetric_step(unet, x, t, t_prev, schedule, delta_h, symmetric=symmetric)
+        dh = delta_h.get(t) if isinstance(delta_h, dict) else delta_h
+        if kind == "edit" and dh is not None:
+            out = asymmetric_step(unet, x, t, t_prev, schedule, dh, symmetric=symmetric)
         else:
             eta = 1.0 if kind == "boost" else 0.0
             noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) if eta else None

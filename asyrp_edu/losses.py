@@ -72,9 +72,15 @@ def reconstruction_loss(P_edit: torch.Tensor, P_source: torch.Tensor) -> torch.T
 
 
 def asyrp_loss(encode_image: ImageEncoder, P_edit: torch.Tensor, P_source: torch.Tensor, delta_T: torch.Tensor,
-               lambda_recon: float, lambda_clip: float = 1.0, kind: str = "cosine") -> dict[str, torch.Tensor]:
-    """The total loss (scalar) with its parts, for one step of f_t training."""
-    l_dir, s_dir = directional_clip_loss(encode_image, P_edit, P_source, delta_T, kind)
+               lambda_recon: float, lambda_clip: float = 1.0, kind: str = "cosine",
+               clip_reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The total loss (scalar) with its parts, for one step of f_t training.
+
+    ΔI is measured against clip_reference when given (the authors' code uses the original image x0), else against
+    P_source; the L1 term always compares with P_source.
+    """
+    reference = P_source if clip_reference is None else clip_reference
+    l_dir, s_dir = directional_clip_loss(encode_image, P_edit, reference, delta_T, kind)
     l_rec = reconstruction_loss(P_edit, P_source)
     # L = λ_CLIP · L_direction + λ_recon · |P_t^edit − P_t^source|
     total = (lambda_clip * l_dir + lambda_recon * l_rec).mean()

@@ -32,6 +32,7 @@ TOY_UNET_CONFIG: dict = {
     **CELEBA_HQ_UNET_CONFIG,
     "sample_size": 32, "layers_per_block": 1,
     "block_out_channels": (32, 64, 96),
+    "norm_num_groups": 8,  # 4 channels per group at the top level, as in the CelebA-HQ model (128 ch / 32 groups)
     "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
     "up_block_types": ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
 }

@@ -5,17 +5,18 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .ddim import Schedule, ddim_invert, ddim_step, predict_x0, unet_noise_model
-from .delta_block import DeltaBlock
+from .delta_block import DeltaBlock, check_compatible
 from .editing import Intervals
 from .hspace import asymmetric_eps, h_shape, temb_dim
 from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
-from .models import save_safetensors_atomic, save_torch_atomic
+from .models import load_checked, save_safetensors_atomic, save_torch_atomic
 
 STATE_FILE = "editor_state.pt"
 EDITOR_FILE = "editor.safetensors"
@@ -32,6 +33,7 @@ class EditorConfig:
     lambda_recon: float | None = None  # None: the paper's 3 · cos(E_T(source), E_T(target))
     lambda_clip: float = 1.0
     loss_kind: str = "cosine"
+    reference: str = "x0"  # ΔI against the original image x0 (the authors' code) or "P_t" (the unedited P_t)
     templates: tuple[str, ...] = ("{}",)
     lr: float = 2e-3
     epochs: int = 1
@@ -41,6 +43,8 @@ class EditorConfig:
     def __post_init__(self) -> None:
         check_prompts(self.source, self.target)
         Intervals(self.t_edit, 0)
+        if self.reference not in ("x0", "P_t"):
+            raise ValueError(f"reference must be 'x0' or 'P_t', got {self.reference!r}")
 
 
 def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
@@ -75,10 +79,10 @@ class EditorTrainResult:
 
 
 def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: EditorConfig, out_dir: Path,
-                 resume: bool = True, progress: bool = True, editor: torch.nn.Module | None = None
-                 ) -> EditorTrainResult:
+                 resume: bool = True, progress: bool = True, editor: torch.nn.Module | None = None,
+                 on_step: Callable[[EditorTrainResult], None] | None = None) -> EditorTrainResult:
     """Train f_t (or any Δh module, e.g. a ConstantDeltaH) so that P_t moves along ΔT; one update per batch and
-    edited timestep, as the authors do."""
+    edited timestep, as the authors do. on_step(result) runs after every update (e.g. to redraw a live loss plot)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -103,6 +107,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
                disable=not progress)
     for b in range(done, total):
         x = x_T_all[batches[b % len(batches)]]  # (B, C, H, W): start of the edited trajectory
+        x0 = images[batches[b % len(batches)]]  # (B, C, H, W): the images being edited
         for i, t in enumerate(timesteps):
             t_prev = schedule.previous(grid, i)
             eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor)
@@ -110,7 +115,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^source = P_t(ε_θ(x_t))
             P_edit, P_source = predict_x0(x, eps_edit, a_t), predict_x0(x, eps, a_t)
             parts = asyrp_loss(clip.encode_image, P_edit, P_source.detach(), delta_T, lambda_recon,
-                               config.lambda_clip, config.loss_kind)
+                               config.lambda_clip, config.loss_kind, x0 if config.reference == "x0" else None)
             if not torch.isfinite(parts["loss"]):
                 raise FloatingPointError(f"the loss became {parts['loss'].item()} at batch {b}, timestep t={t}; "
                                          f"lower the learning rate (now {config.lr}) or lambda_clip")
@@ -121,6 +126,8 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             result.s_dir.append(parts["s_dir"].item())
             bar.update(1)
             bar.set_postfix(loss=f"{parts['loss'].item():.3f}", s_dir=f"{parts['s_dir'].item():.2f}")
+            if on_step is not None:
+                on_step(result)
             # continue along the edited trajectory without gradients: x_{t-1} from the asymmetric step
             with torch.no_grad():
                 x = ddim_step(x, eps_edit.detach(), eps.detach(), t, t_prev, schedule).prev_sample
@@ -131,3 +138,27 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
                 "h_shape": json.dumps(h_shape(unet)), "temb_dim": temb_dim(unet)}
     save_safetensors_atomic(editor.state_dict(), result.weights, metadata)
     return result
+
+
+def shipped_editor_file(edit: str) -> str:
+    """File name of a shipped toy editor inside asyrp_edu/weights/."""
+    return f"editor_{edit}.safetensors"
+
+
+def load_editor(unet, path: Path | None = None, edit: str | None = None) -> tuple[DeltaBlock, EditorConfig]:
+    """A trained f_t for this U-Net and the config it was trained with: from path, or the shipped toy editor `edit`."""
+    if path is None and edit is None:
+        raise ValueError("give the editor's file (path=...) or the name of a shipped toy editor (edit='smiling')")
+    command = f"train --world toy --edit {edit or 'NAME'}"
+    tensors, metadata = load_checked(Path(path) if path else None, shipped_editor_file(edit or ""), command)
+    if "conv1.weight" not in tensors or "temb_proj.weight" not in tensors:
+        raise ValueError(f"{path or edit} is not an f_t checkpoint (no conv1/temb_proj weights); "
+                         f"train one with `asyrp-edu {command}`")
+    # the shapes the file was made for: conv1 is (C_h, C_h, 1, 1), temb_proj is (C_h, temb_dim)
+    stored = DeltaBlock(tensors["conv1.weight"].shape[0], tensors["temb_proj.weight"].shape[1], groups=1)
+    check_compatible(stored, h_shape(unet), temb_dim(unet))
+    editor = new_editor(unet)
+    editor.load_state_dict(tensors)
+    config = EditorConfig(**{k: tuple(v) if k == "templates" else v
+                             for k, v in json.loads(metadata["config"]).items()})
+    return editor.eval().requires_grad_(False), config

@@ -34,6 +34,21 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             p_ema.lerp_(p, 1.0 - decay)
 
 
+def coarse_x0_loss(eps_pred: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch.Tensor,
+                   cell: int = 8, max_weight: float = 1000.0) -> torch.Tensor:
+    """Squared error of the coarse (cell-averaged) P_t, weighted (1 − ᾱ)/ᾱ and capped: fixes sample colour drift.
+
+    L_simple weighs every pixel of ε alike, so an error shared by a whole region — the background colour of P_t — costs
+    almost nothing although P_t − x0 = sqrt(1 − ᾱ)/sqrt(ᾱ)·(ε − ε̂) magnifies it ~150× at t ≈ T. Any positive weight
+    keeps E[ε | x_t] the minimiser; this one only makes the network learn the coarse part as carefully as the fine.
+    """
+    # (B, 3, H/cell, W/cell): the region means of ε̂ − ε
+    coarse = F.avg_pool2d(eps_pred - eps, cell)
+    # ‖coarse(P̂_t − x0)‖² = (1 − ᾱ)/ᾱ · ‖coarse(ε − ε̂)‖², the weight capped so t ≈ T does not swamp the rest
+    weight = ((1 - alpha_bar_t) / alpha_bar_t).clamp(max=max_weight)  # (B,)
+    return (weight[:, None, None, None] * coarse.pow(2)).mean()
+
+
 def train_ddpm(
     out_dir: Path,
     steps: int = 8000,
@@ -46,6 +61,7 @@ def train_ddpm(
     config: dict | None = None,
     device: str = "cpu",
     bf16: bool = True,
+    coarse_weight: float = 1.0,
     progress: bool = True,
 ) -> DDPMTrainResult:
     """Train (or resume) the toy DDPM in out_dir; writes train_state.pt and the EMA weights as safetensors."""
@@ -89,6 +105,8 @@ def train_ddpm(
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             eps_pred = model(x_t, t).sample
         loss = F.mse_loss(eps_pred.float(), eps)
+        if coarse_weight > 0:
+            loss = loss + coarse_weight * coarse_x0_loss(eps_pred.float(), eps, schedule.alpha_bar[t.cpu()].float().to(device))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate (--lr)")
         for group in optimizer.param_groups:

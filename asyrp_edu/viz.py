@@ -35,3 +35,34 @@ def image_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str] | None = 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+class LiveLossPlot:
+    """A training callback that redraws loss and S_dir curves in place every `every` updates (notebooks)."""
+
+    def __init__(self, every: int = 5, title: str = "training f_t"):
+        self.every, self.title, self.handle = every, title, None
+        self.fig, (self.ax_loss, self.ax_sdir) = plt.subplots(1, 2, figsize=(8, 2.6))
+        plt.close(self.fig)  # shown through the display handle only, not once more at the end of the cell
+
+    def __call__(self, result) -> None:
+        """Redraw from result.losses and result.s_dir (any object with those two lists)."""
+        n = len(result.losses)
+        if n % self.every and n > 1:
+            return
+        for ax, values, name in ((self.ax_loss, result.losses, "loss"), (self.ax_sdir, result.s_dir, "S_dir")):
+            ax.clear()
+            ax.plot(values, lw=1)
+            ax.set_xlabel("update")
+            ax.set_ylabel(name)
+        self.ax_sdir.set_ylim(-1, 1)
+        self.fig.suptitle(f"{self.title}: {n} updates", fontsize=10)
+        self.fig.tight_layout()
+        try:
+            from IPython.display import display
+        except ImportError:  # plain Python: nothing to show live
+            return
+        if self.handle is None:
+            self.handle = display(self.fig, display_id=True)
+        elif self.handle is not None:
+            self.handle.update(self.fig)

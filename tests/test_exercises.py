@@ -34,3 +34,36 @@ def test_asymmetric_step_check():
     assert exercises.check_asymmetric_step(right)
     v = exercises.check_asymmetric_step(symmetric)
     assert not v and "symmetric" in v.message
+
+
+def test_directional_loss_check():
+    import torch.nn.functional as F
+
+    def right(e_edit, e_src, dT):
+        return 1 - F.cosine_similarity(F.normalize(e_edit, dim=-1) - F.normalize(e_src, dim=-1), dT[None], dim=-1)
+
+    assert exercises.check_directional_loss(right)
+    v = exercises.check_directional_loss(lambda a, b, d: 1 - right(a, b, d))
+    assert not v and "similarity" in v.message
+    v = exercises.check_directional_loss(lambda a, b, d: 1 - F.cosine_similarity(a - b, d[None], dim=-1))
+    assert not v and "normalise" in v.message
+
+
+def test_t_edit_check():
+    def right(ts, ds, cos):
+        return next(t for t, d in zip(ts, ds) if d >= 0.33 * cos)
+
+    assert exercises.check_t_edit(right)
+    v = exercises.check_t_edit(lambda ts, ds, cos: next(t for t, d in zip(ts, ds) if d >= 0.33))
+    assert not v and "text cosine" in v.message
+    v = exercises.check_t_edit(lambda ts, ds, cos: 500.0)
+    assert not v and "int" in v.message
+
+
+def test_step_scale_and_mix_checks():
+    assert exercises.check_step_scale(lambda a, b: a / b)
+    v = exercises.check_step_scale(lambda a, b: b / a)
+    assert not v and "upside down" in v.message
+    assert exercises.check_mixed_delta(lambda ds, cs: sum(c * d for c, d in zip(cs, ds)))
+    v = exercises.check_mixed_delta(lambda ds, cs: sum(ds))
+    assert not v and "coefficient" in v.message

@@ -1,0 +1,105 @@
+"""The paper's claims about h-space, measured in the toy world: linearity, homogeneity (global Δh), combinations."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .ddim import Schedule
+from .editing import Intervals, MixedEditor, ScaledEditor, generate_edited
+from .hspace import asymmetric_eps
+from .ddim import ddim_step
+
+SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0)
+
+
+def pearson_r(x: list[float], y: list[float]) -> float:
+    """Pearson correlation of two equally long lists."""
+    a, b = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
+    a, b = a - a.mean(), b - b.mean()
+    return float((a @ b) / (a.norm() * b.norm()).clamp(min=1e-12))
+
+
+@dataclass
+class Linearity:
+    """Mean change of the edited attribute for each Δh scale, and their correlation."""
+
+    scales: list[float]
+    mean_change: list[float]
+    pearson_r: float
+
+
+@torch.no_grad()
+def measure_linearity(unet, schedule: Schedule, editor, t_edit: int, judge, attribute: str, x_T: torch.Tensor,
+                      num_steps: int = 40, scales: tuple[float, ...] = SCALES) -> Linearity:
+    """Generate with Δh × s for every s and judge the attribute: linear h-space gives r ≈ 1 (negative s: backwards)."""
+    base = judge(generate_edited(unet, x_T, schedule, None, Intervals(t_edit), num_steps).clamp(-1, 1))[attribute]
+    changes = []
+    for s in scales:
+        out = generate_edited(unet, x_T, schedule, ScaledEditor(editor, s), Intervals(t_edit), num_steps)
+        changes.append(float((judge(out.clamp(-1, 1))[attribute] - base).mean()))
+    return Linearity(list(scales), changes, pearson_r(list(scales), changes))
+
+
+@torch.no_grad()
+def delta_h_along_trajectory(unet, schedule: Schedule, editor, t_edit: int, x_T: torch.Tensor,
+                             num_steps: int = 40) -> dict[int, torch.Tensor]:
+    """Δh_t = f_t(h_t, t) on the edited trajectory for every edited t: {t: (B, C_h, 8, 8)}."""
+    timesteps = schedule.timesteps(num_steps)
+    x, out = x_T, {}
+    for i, t in enumerate(timesteps):
+        if t < t_edit:
+            break
+        recorded = {}
+
+        def record(h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+            recorded["dh"] = editor(h, temb)
+            return recorded["dh"]
+
+        eps, eps_edit, _ = asymmetric_eps(unet, x, t, record)
+        out[t] = recorded["dh"]
+        x = ddim_step(x, eps_edit, eps, t, schedule.previous(timesteps, i), schedule).prev_sample
+    return out
+
+
+def global_delta_h(per_image: dict[int, torch.Tensor], over_timesteps: bool = False) -> dict[int, torch.Tensor]:
+    """Homogeneity: Δh_t averaged over images (and, with over_timesteps, over t too): {t: (1, C_h, 8, 8)}."""
+    per_t = {t: dh.mean(0, keepdim=True) for t, dh in per_image.items()}
+    if not over_timesteps:
+        return per_t
+    mean = torch.stack(list(per_t.values())).mean(0)
+    return {t: mean for t in per_t}
+
+
+def timestep_cosines(per_t: dict[int, torch.Tensor]) -> tuple[list[int], torch.Tensor]:
+    """cos(Δh_t, Δh_s) for every pair of edited timesteps (the paper's consistency across timesteps): (n, n)."""
+    ts = sorted(per_t, reverse=True)
+    flat = F.normalize(torch.stack([per_t[t].flatten() for t in ts]), dim=1)
+    return ts, flat @ flat.T
+
+
+@torch.no_grad()
+def mean_changes(unet, schedule: Schedule, delta_h, t_edit: int, judge, x_T: torch.Tensor, attributes: list[str],
+                 num_steps: int = 40, base: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """Mean change of each attribute when x_T is generated with delta_h instead of without."""
+    if base is None:
+        base = judge(generate_edited(unet, x_T, schedule, None, Intervals(t_edit), num_steps).clamp(-1, 1))
+    after = judge(generate_edited(unet, x_T, schedule, delta_h, Intervals(t_edit), num_steps).clamp(-1, 1))
+    return {a: float((after[a].float() - base[a].float()).mean()) for a in attributes}
+
+
+@torch.no_grad()
+def combination_effects(unet, schedule: Schedule, editors: dict[str, tuple[torch.nn.Module, int, str]], judge,
+                        x_T: torch.Tensor, num_steps: int = 40) -> dict[str, dict[str, float]]:
+    """Each editor's effect on its own attribute alone and with all the others (Δh = Σ Δh_i): {name: {solo, mixed,
+    ratio}}. editors maps a name to (f_t, t_edit, judged attribute); the mix edits until the latest t_edit."""
+    t_mix = min(t for _, t, _ in editors.values())
+    base = judge(generate_edited(unet, x_T, schedule, None, Intervals(t_mix), num_steps).clamp(-1, 1))
+    mix = MixedEditor({n: e for n, (e, _, _) in editors.items()}, {n: 1.0 for n in editors})
+    mixed = mean_changes(unet, schedule, mix, t_mix, judge, x_T, [a for _, _, a in editors.values()], num_steps, base)
+    report = {}
+    for name, (editor, t_edit, attribute) in editors.items():
+        solo = mean_changes(unet, schedule, editor, t_edit, judge, x_T, [attribute], num_steps)[attribute]
+        report[name] = {"solo": solo, "mixed": mixed[attribute], "ratio": mixed[attribute] / solo if solo else 0.0}
+    return report

@@ -1,0 +1,152 @@
+"""Real-world models by short name: pretrained DDPMs (diffusers), the authors' editors; offline, fail fast and clearly.
+
+Nothing here downloads on import. `load_ddpm("celeba_hq")` reads the Hugging Face cache, downloads when the hub is
+reachable, and otherwise raises `WeightsUnavailable` within seconds with the three ways to get the weights.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .ddim import Schedule
+from .intervals import REFERENCE_DIR
+
+HUB_HOST = "huggingface.co"
+OFFICIAL_EDITORS_RAW = "https://github.com/kwonminki/Asyrp_official/raw/main/checkpoint/"
+EDITOR_CACHE = Path(os.environ.get("ASYRP_EDU_CACHE", Path.home() / ".cache" / "asyrp_edu")) / "editors"
+
+
+@dataclass(frozen=True)
+class PretrainedDDPM:
+    """A diffusers DDPM on the hub: repository, revision, and the authors' LPIPS table for its domain (if any)."""
+
+    repo_id: str
+    revision: str
+    lpips_dataset: str | None
+    editor_suffix: str | None  # how the authors' editor files for this domain end
+
+
+# Revisions: "main" until a person with hub access records the commit ids (pass revision=... to pin one yourself).
+DDPMS: dict[str, PretrainedDDPM] = {
+    "celeba_hq": PretrainedDDPM("google/ddpm-celebahq-256", "main", "celeba", "_LC_CelebA_HQ_t999_ninv40_ngen40_0.pth"),
+    "church": PretrainedDDPM("google/ddpm-ema-church-256", "main", "church",
+                             "_LC_church_outdoor_t999_ninv40_ngen40_0.pth"),
+    "bedroom": PretrainedDDPM("google/ddpm-ema-bedroom-256", "main", "bedroom", "_LC_bedroom_t999_ninv40_ngen40_0.pth"),
+    "cat": PretrainedDDPM("google/ddpm-ema-cat-256", "main", None, None),
+}
+CLIPS: dict[str, tuple[str, str]] = {"ViT-B-32": ("ViT-B-32", "openai"), "ViT-B-16": ("ViT-B-16", "openai")}
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are neither cached nor reachable."""
+
+
+def how_to_get(what: str) -> str:
+    """The three ways to get real weights, for error messages."""
+    return (f"{what} is not in the local cache and the download site cannot be reached from here. Either\n"
+            f"  1. run on Colab (or any machine online) once, so the cache fills, or\n"
+            f"  2. download the files elsewhere and pass the local folder instead of the short name, or\n"
+            f"  3. use the toy world (WORLD = 'toy'), which ships with the package and needs no download.")
+
+
+def hub_reachable(host: str = HUB_HOST, timeout: float = 3.0) -> bool:
+    """True when a TCP connection to host:443 opens within timeout seconds (and HF_HUB_OFFLINE is not set)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _cached(repo_id: str, revision: str, filename: str = "config.json") -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    return isinstance(found, str)
+
+
+def _unet_folder(folder: Path) -> tuple[Path, str | None]:
+    """(folder, subfolder) holding the UNet2DModel's config.json: pipelines keep it in unet/, single models at the root."""
+    if (folder / "unet" / "config.json").is_file():
+        return folder, "unet"
+    if (folder / "config.json").is_file():
+        return folder, None
+    raise FileNotFoundError(f"{folder} holds no config.json (nor unet/config.json); save a model there with "
+                            "UNet2DModel.save_pretrained(folder) or download one of the registry's models")
+
+
+def load_ddpm(name_or_folder: str | Path, device: str | torch.device = "cpu", revision: str | None = None):
+    """A pretrained DDPM as (UNet2DModel in eval mode, Schedule): a short name (see DDPMS) or a local folder."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    path = Path(name_or_folder)
+    if path.is_dir():
+        folder, sub = _unet_folder(path)
+        unet = UNet2DModel.from_pretrained(folder, subfolder=sub)
+        scheduler_dir = next((d for d in (path / "scheduler", path) if (d / "scheduler_config.json").is_file()), None)
+        schedule = (Schedule.from_diffusers(DDPMScheduler.from_pretrained(scheduler_dir)) if scheduler_dir
+                    else Schedule.linear())
+    else:
+        if str(name_or_folder) not in DDPMS:
+            raise KeyError(f"unknown model {name_or_folder!r}: use one of {sorted(DDPMS)}, a local folder, or 'toy'")
+        entry = DDPMS[str(name_or_folder)]
+        revision = revision or entry.revision
+        if not _cached(entry.repo_id, revision) and not hub_reachable():
+            raise WeightsUnavailable(how_to_get(f"{entry.repo_id} (revision {revision})"))
+        offline = {} if hub_reachable(timeout=1.0) else {"local_files_only": True}
+        unet = UNet2DModel.from_pretrained(entry.repo_id, revision=revision, **offline)
+        schedule = Schedule.from_diffusers(DDPMScheduler.from_pretrained(entry.repo_id, revision=revision, **offline))
+    return unet.eval().requires_grad_(False).to(device), schedule
+
+
+def official_editor_sums() -> dict[str, str]:
+    """{file name: sha256} of the authors' released editors."""
+    lines = (REFERENCE_DIR / "official_editors_SHA256SUMS").read_text().splitlines()
+    return {name: digest for digest, name in (line.split() for line in lines if line.strip())}
+
+
+def official_editor_file(edit: str, model: str = "celeba_hq") -> str:
+    """The authors' file name for an edit ('smiling', 'pixar', …) of a registry model."""
+    suffix = DDPMS[model].editor_suffix if model in DDPMS else None
+    if suffix is None:
+        raise KeyError(f"the authors released no editors for {model!r}; models with editors: "
+                       f"{sorted(k for k, v in DDPMS.items() if v.editor_suffix)}")
+    prefix = {"church": "church_", "bedroom": "bedroom_"}.get(model, "")
+    name = f"{prefix}{edit}{suffix}"
+    sums = official_editor_sums()
+    if name not in sums:
+        known = sorted(n[len(prefix):-len(suffix)] for n in sums if n.endswith(suffix) and n.startswith(prefix))
+        raise KeyError(f"no released {model} editor named {edit!r}; the authors released: {known}")
+    return name
+
+
+def official_editor(edit: str, model: str = "celeba_hq", base_url: str = OFFICIAL_EDITORS_RAW,
+                    cache_dir: Path | None = None, timeout: float = 5.0):
+    """One of the authors' f_t editors as a DeltaBlock: downloaded once, cached, sha256-checked before loading."""
+    from .checks import sha256_of
+    from .delta_block import load_official_delta_block
+    from .models import atomic_write
+
+    name = official_editor_file(edit, model)
+    expected = official_editor_sums()[name]
+    path = Path(cache_dir or EDITOR_CACHE) / name
+    if not path.is_file() or sha256_of(path) != expected:
+        def fetch(tmp: str) -> None:
+            try:
+                with urllib.request.urlopen(base_url + name, timeout=timeout) as response, open(tmp, "wb") as out:
+                    out.write(response.read())
+            except OSError as error:
+                raise WeightsUnavailable(how_to_get(f"the authors' editor {name}")) from error
+            if sha256_of(Path(tmp)) != expected:
+                raise ValueError(f"{name} downloaded from {base_url} has the wrong sha256; delete {path} and retry, "
+                                 f"or download it by hand and put it there")
+        atomic_write(path, fetch)
+    return load_official_delta_block(path)
+

@@ -1,0 +1,118 @@
+"""ipywidgets around the render functions of `asyrp_edu.widgets` (core ipywidgets only, so Colab works)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import ipywidgets as W
+import torch
+import traitlets
+
+from .widgets import STRENGTH_RANGE, Scene, make_scene, load_user_image, render_mix, render_scrubber, \
+    render_strength, render_t_edit, timestep_of, to_png
+
+
+class _Rejecting:
+    """Mixin: a value set from code outside [min, max] is refused with a message (ipywidgets would clamp silently)."""
+
+    on_reject: Callable[[str], None] | None = None
+
+    @traitlets.validate("value")
+    def _validate_value(self, proposal):
+        value = proposal["value"]
+        if self.min <= value <= self.max:
+            return value
+        if self.on_reject is not None:
+            self.on_reject(f"{self.description}={value} is outside [{self.min}, {self.max}]; kept {self.value}")
+        return self.value
+
+
+class CheckedFloatSlider(_Rejecting, W.FloatSlider):
+    """A FloatSlider that refuses out-of-range values with a message instead of clamping."""
+
+
+class CheckedIntSlider(_Rejecting, W.IntSlider):
+    """An IntSlider that refuses out-of-range values with a message instead of clamping."""
+
+
+def _panel(render: Callable[[], torch.Tensor], controls: list[W.Widget], upscale: int = 6) -> W.VBox:
+    """Controls, an image and a message line; every control change re-renders, errors show as the message."""
+    image, message = W.Image(format="png"), W.HTML()
+
+    def update(_=None) -> None:
+        try:
+            image.value = to_png(render(), upscale)
+            message.value = ""
+        except (ValueError, KeyError) as err:  # bad input: say what to do, keep the last good image
+            message.value = f"<span style='color:#b00'>⚠ {err}</span>"
+
+    def reject(text: str) -> None:
+        message.value = f"<span style='color:#b00'>⚠ {text}</span>"
+
+    for control in controls:
+        control.observe(update, names="value")
+        if isinstance(control, _Rejecting):
+            control.on_reject = reject
+    update()
+    box = W.VBox([*controls, image, message])
+    box.update, box.image, box.message = update, image, message  # for tests and notebooks
+    return box
+
+
+def _slider(description: str, value: float = 1.0, low: float = STRENGTH_RANGE[0],
+            high: float = STRENGTH_RANGE[1], step: float = 0.1) -> CheckedFloatSlider:
+    return CheckedFloatSlider(value=value, min=low, max=high, step=step, description=description,
+                         continuous_update=True, style={"description_width": "initial"})
+
+
+def strength_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
+    """(a) One editor's strength from −2 to 2 on the scene's image."""
+    choice = W.Dropdown(options=sorted(scene.editors), value=edit, description="editor")
+    strength = _slider("strength")
+    return _panel(lambda: render_strength(scene, choice.value, strength.value), [choice, strength])
+
+
+def mixer_widget(scene: Scene) -> W.VBox:
+    """(b) One slider per editor: Δh = Σ c_i·Δh_i."""
+    sliders = {name: _slider(name, 0.0) for name in sorted(scene.editors)}
+    return _panel(lambda: render_mix(scene, {n: s.value for n, s in sliders.items()}), list(sliders.values()))
+
+
+def t_edit_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
+    """(c) Where the editing interval ends: small t_edit edits longer, large t_edit shorter."""
+    start = scene.editors[edit][1].t_edit
+    t_edit = CheckedIntSlider(value=start, min=0, max=scene.schedule.T - 1, step=20, description="t_edit")
+    return _panel(lambda: render_t_edit(scene, edit, t_edit.value), [t_edit])
+
+
+def scrubber_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
+    """(d) x_t, P_t, D_t along the unedited (top) and edited (bottom) trajectories."""
+    index = CheckedIntSlider(value=0, min=0, max=scene.num_steps - 1, description="step")
+    label = W.HTML()
+
+    def render() -> torch.Tensor:
+        label.value = f"t = {timestep_of(scene, index.value)} &nbsp; columns: x_t · P_t · D_t (scaled)"
+        return render_scrubber(scene, edit, index.value)
+
+    panel = _panel(render, [index], upscale=4)
+    panel.children = (label, *panel.children)
+    return panel
+
+
+def upload_widget(unet, schedule, on_scene: Callable[[Scene], None], **scene_kwargs) -> W.VBox:
+    """Upload your own image: centre-crop, resize, invert (cached), then on_scene(new_scene) shows it."""
+    upload = W.FileUpload(accept="image/*", multiple=False, description="your image")
+    message = W.HTML()
+
+    def received(_=None) -> None:
+        if not upload.value:
+            return
+        item = upload.value[0] if isinstance(upload.value, (list, tuple)) else next(iter(upload.value.values()))
+        try:
+            image, note = load_user_image(bytes(item["content"]), unet.config.sample_size)
+            on_scene(make_scene(unet, schedule, image, **scene_kwargs))
+            message.value = f"inverted your image: {note}"
+        except ValueError as err:
+            message.value = f"<span style='color:#b00'>⚠ {err}</span>"
+
+    upload.observe(received, names="value")
+    return W.VBox([upload, message])

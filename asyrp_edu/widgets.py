@@ -1,0 +1,172 @@
+"""Live steering: plain render(...) functions that tests call, and thin ipywidgets layers over them.
+
+Everything that does not depend on a slider (the inversion x_T, the editors) is computed once in a `Scene`; a slider
+change re-runs only the reverse process, with fewer steps than training and Δh scaled by n_train / n_test.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from . import toy
+from .ddim import Schedule, StepOutput
+from .editing import Intervals, MixedEditor, ScaledEditor, generate_edited, step_scale
+from .train_asyrp import EditorConfig, cached_inversion, load_editor
+
+STRENGTH_RANGE = (-2.0, 2.0)
+MIN_SIDE, MAX_PIXELS = 16, 40_000_000  # user images: smallest side and largest pixel count accepted
+
+
+@dataclass
+class Scene:
+    """One image ready to edit: the model, its inversion x_T and the editors, all fixed while sliders move."""
+
+    unet: torch.nn.Module
+    schedule: Schedule
+    original: torch.Tensor  # (1, 3, H, W) in [-1, 1]
+    x_T: torch.Tensor  # (1, C, H, W), DDIM inversion with num_steps
+    editors: dict[str, tuple[torch.nn.Module, EditorConfig]]
+    num_steps: int = 20
+    cache: dict = field(default_factory=dict)
+
+    def delta_scale(self, edit: str) -> float:
+        """Δh × n_train / n_test, because the scene samples with fewer steps than the editor was trained with."""
+        return step_scale(self.editors[edit][1].num_steps, self.num_steps)
+
+
+def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edits: tuple[str, ...] | None = None,
+               num_steps: int = 20, seed: int = 0, cache_dir: str = "runs/cache") -> Scene:
+    """Invert `image` (a held-out toy face by default) once and load the shipped toy editors."""
+    from .evaluate_edits import TOY_EDITS
+
+    if image is None:
+        image, _ = toy.sample(1, seed=seed, heldout=True, size=unet.config.sample_size)
+    image = image[None] if image.dim() == 3 else image
+    editors = {name: load_editor(unet, edit=name) for name in (edits or tuple(TOY_EDITS))}
+    x_T = cached_inversion(unet, schedule, image, num_steps, cache_dir, progress=False)
+    return Scene(unet, schedule, image, x_T, editors, num_steps)
+
+
+def check_value(name: str, value: float, low: float, high: float) -> float:
+    """A slider value inside [low, high], or a ValueError that names the range."""
+    if not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is outside [{low}, {high}]; move the slider back into range")
+    return float(value)
+
+
+def _check_edit(scene: Scene, edit: str) -> None:
+    if edit not in scene.editors:
+        raise KeyError(f"no editor {edit!r} in this scene; available: {sorted(scene.editors)}")
+
+
+def render_strength(scene: Scene, edit: str, strength: float, t_edit: int | None = None) -> torch.Tensor:
+    """(a) The scene's image with one editor at `strength` (−2 … 2; negative edits backwards): (3, H, W)."""
+    _check_edit(scene, edit)
+    strength = check_value("strength", strength, *STRENGTH_RANGE)
+    editor, config = scene.editors[edit]
+    t_edit = config.t_edit if t_edit is None else t_edit
+    scaled = ScaledEditor(editor, strength * scene.delta_scale(edit))
+    out = generate_edited(scene.unet, scene.x_T, scene.schedule, scaled, Intervals(t_edit), scene.num_steps)
+    return out[0].clamp(-1, 1)
+
+
+def render_mix(scene: Scene, coefficients: dict[str, float]) -> torch.Tensor:
+    """(b) Δh = Σ c_i·Δh_i over the scene's editors (c_i in −2 … 2), edited until the latest t_edit: (3, H, W)."""
+    for name, c in coefficients.items():
+        _check_edit(scene, name)
+        check_value(f"coefficient of {name}", c, *STRENGTH_RANGE)
+    editors = {name: scene.editors[name][0] for name in coefficients}
+    scaled = {name: c * scene.delta_scale(name) for name, c in coefficients.items()}
+    active = [name for name, c in coefficients.items() if c]
+    t_edit = min((scene.editors[n][1].t_edit for n in active), default=scene.schedule.T - 1)
+    out = generate_edited(scene.unet, scene.x_T, scene.schedule, MixedEditor(editors, scaled), Intervals(t_edit),
+                          scene.num_steps)
+    return out[0].clamp(-1, 1)
+
+
+def render_t_edit(scene: Scene, edit: str, t_edit: int, strength: float = 1.0) -> torch.Tensor:
+    """(c) The same edit with a longer (small t_edit) or shorter (large t_edit) editing interval: (3, H, W)."""
+    t_edit = int(check_value("t_edit", t_edit, 0, scene.schedule.T - 1))
+    return render_strength(scene, edit, strength, t_edit)
+
+
+def trajectories(scene: Scene, edit: str, strength: float = 1.0) -> dict[str, list[tuple[int, StepOutput]]]:
+    """The unedited and the edited reverse process, step by step (cached per edit and strength)."""
+    _check_edit(scene, edit)
+    key = ("trajectories", edit, float(strength))
+    if key not in scene.cache:
+        editor, config = scene.editors[edit]
+        runs = {}
+        for name, dh in (("unedited", None), ("edited", ScaledEditor(editor, strength * scene.delta_scale(edit)))):
+            _, steps = generate_edited(scene.unet, scene.x_T, scene.schedule, dh, Intervals(config.t_edit),
+                                       scene.num_steps, return_trajectory=True)
+            runs[name] = [(t, out) for t, _, out in steps]
+        scene.cache[key] = runs
+    return scene.cache[key]
+
+
+def render_scrubber(scene: Scene, edit: str, index: int, strength: float = 1.0) -> torch.Tensor:
+    """(d) x_t, P_t and D_t at step `index`, unedited (top row) and edited (bottom row): (3, 2H, 3W)."""
+    runs = trajectories(scene, edit, strength)
+    index = int(check_value("step", index, 0, len(runs["edited"]) - 1))
+    rows = []
+    for name in ("unedited", "edited"):
+        _, out = runs[name][index]
+        # x_t is the input of the step: the previous step's output (x_T for the first step)
+        x_t = scene.x_T if index == 0 else runs[name][index - 1][1].prev_sample
+        d = out.D_t / out.D_t.abs().amax().clamp(min=1e-8)  # D_t is noise-like: scaled to [−1, 1] to be seen
+        rows.append(torch.cat([x_t[0].clamp(-1, 1), out.P_t[0].clamp(-1, 1), d[0]], dim=2))
+    return torch.cat(rows, dim=1)
+
+
+def timestep_of(scene: Scene, index: int) -> int:
+    """The t of scrubber step `index`."""
+    return scene.schedule.timesteps(scene.num_steps)[index]
+
+
+def load_user_image(data: bytes, size: int = 32) -> tuple[torch.Tensor, str]:
+    """An uploaded file as a (1, 3, size, size) image in [−1, 1], centre-cropped; returns (image, note for the user)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError("this file is not an image we can read; upload a PNG or JPEG photo") from err
+    w, h = img.size
+    if min(w, h) < MIN_SIDE:
+        raise ValueError(f"the image is {w}×{h} pixels; it needs at least {MIN_SIDE} pixels on each side")
+    if w * h > MAX_PIXELS:
+        raise ValueError(f"the image is {w}×{h} pixels (over {MAX_PIXELS // 1_000_000} megapixels); "
+                         "resize it before uploading")
+    note = ""
+    if img.mode in ("RGBA", "LA", "P"):
+        note = "transparent parts were filled with white. "
+        background = Image.new("RGB", img.size, "white")
+        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").split()[-1])
+        img = background
+    elif img.mode != "RGB":
+        note = f"the image was {img.mode} (not colour); it was converted to RGB. "
+        img = img.convert("RGB")
+    side = min(w, h)
+    img = img.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))
+    img = img.resize((size, size), Image.Resampling.LANCZOS)
+    x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(size, size, 3)
+    x = x.permute(2, 0, 1).float().div(127.5).sub(1)[None]  # (1, 3, size, size) in [−1, 1]
+    return x, note + f"centre-cropped to {side}×{side} and resized to {size}×{size}."
+
+
+def to_png(image: torch.Tensor, upscale: int = 6) -> bytes:
+    """(3, H, W) in [−1, 1] -> PNG bytes, enlarged with nearest-neighbour pixels for the widget."""
+    from PIL import Image
+
+    x = F.interpolate(image[None].float(), scale_factor=upscale, mode="nearest")[0]
+    array = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).contiguous().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,123 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Combining edits: Δh = Σ cᵢ·Δhᵢ
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/asyrp-edu/asyrp_edu/blob/main/notebooks/06_combinations.ipynb)
+# [![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/asyrp-edu/asyrp_edu/main?labpath=notebooks%2F06_combinations.ipynb)
+#
+# If h-space is linear, editors trained separately can simply be *added*: Δh = c₁·Δh_smiling + c₂·Δh_glasses + …
+# The paper shows such combinations on CelebA-HQ. Here you mix the toy editors with sliders, see the combination grid,
+# and measure how much of each editor's solo effect survives in the mix.
+
+# %%
+# Setup: installs the package on Colab only; on Binder or your laptop it is already installed.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "asyrp-edu @ git+https://github.com/asyrp-edu/asyrp_edu"], check=True)
+
+# %%
+import tempfile
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+
+from asyrp_edu import sliders, toy, widgets
+from asyrp_edu.editing import Intervals, MixedEditor, generate_edited
+from asyrp_edu.evaluate_edits import TOY_EDITS
+from asyrp_edu.evaluator import load_evaluator
+from asyrp_edu.exercises import check_mixed_delta
+from asyrp_edu.models import load_toy_ddpm
+from asyrp_edu.properties import combination_effects
+from asyrp_edu.settings import steps
+from asyrp_edu.train_asyrp import cached_inversion, load_editor
+from asyrp_edu.viz import image_grid
+
+unet, schedule = load_toy_ddpm()
+judge = load_evaluator()
+cache = tempfile.mkdtemp()
+editors = {name: load_editor(unet, edit=name) for name in ("smiling", "glasses", "tanned", "blonde")}
+
+# %% [markdown]
+# ## 1 · The mixer
+# One slider per shipped editor. All at 0 gives the reconstruction; try smiling 1 + glasses 1, or a negative
+# coefficient to remove an attribute.
+
+# %%
+scene = widgets.make_scene(unet, schedule, num_steps=steps(20, 6), cache_dir=cache, seed=2)
+display(sliders.mixer_widget(scene))
+
+# %% [markdown]
+# ## 2 · The combination grid
+# Rows are held-out faces; columns add editors one by one.
+
+# %%
+n_steps = steps(40, 8)
+faces, _ = toy.sample(5, seed=4, heldout=True)
+x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False)
+plans = {"none": [], "smiling": ["smiling"], "glasses": ["glasses"], "smiling + glasses": ["smiling", "glasses"],
+         "+ tanned": ["smiling", "glasses", "tanned"], "+ blonde": ["smiling", "glasses", "tanned", "blonde"]}
+columns = []
+for names in plans.values():
+    mix = MixedEditor({n: editors[n][0] for n in names}, {n: 1.0 for n in names})
+    t_edit = min((editors[n][1].t_edit for n in names), default=schedule.T - 1)
+    columns.append(generate_edited(unet, x_T, schedule, mix, Intervals(t_edit), n_steps))
+image_grid([torch.stack([c[i] for c in columns]) for i in range(len(faces))], col_titles=list(plans),
+           title="Δh added across editors");
+
+# %% [markdown]
+# ## 3 · Measured: does each edit survive the mix?
+# For held-out faces the evaluation network reads each editor's own attribute, once with the editor alone and
+# once in the mix. The bar is 75% of the solo effect.
+
+# %%
+heldout, _ = toy.sample(steps(64, 4), seed=0, heldout=True)
+heldout_x_T = cached_inversion(unet, schedule, heldout, n_steps, cache, progress=False)
+groups = {"smiling + glasses": ["smiling", "glasses"], "smiling + glasses + tanned": ["smiling", "glasses", "tanned"]}
+fig, axes = plt.subplots(1, len(groups), figsize=(10, 3.2))
+for ax, (title, names) in zip(axes, groups.items()):
+    report = combination_effects(unet, schedule, {n: (editors[n][0], editors[n][1].t_edit,
+                                                      TOY_EDITS[n]["attribute"]) for n in names},
+                                 judge, heldout_x_T, n_steps)
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], [report[n]["solo"] for n in names], width=0.4, label="alone")
+    ax.bar([x + 0.2 for x in xs], [report[n]["mixed"] for n in names], width=0.4, label="in the mix")
+    ax.set_xticks(list(xs), [f"{n}\n{report[n]['ratio']:.0%} kept" for n in names], fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+axes[0].set_ylabel("mean change of own attribute")
+fig.tight_layout()
+
+# %% [markdown]
+# ## Exercises
+# **1.** Write the combination: given the editors' Δh_i and coefficients c_i, return Σ c_i·Δh_i.
+
+# %%
+def my_mix(deltas, coefficients):
+    # YOUR CODE HERE — replace the line below
+    return sum(c * d for c, d in zip(coefficients, deltas))
+
+
+check_mixed_delta(my_mix)
+
+# %% [markdown]
+# **2. (think)** The mix edits until the *latest* t_edit of its editors (the smallest t). Why might an editor
+# trained for a short interval overshoot when it keeps editing for longer inside the mix? How could you fix it
+# without retraining? (Hint: notebook 05's t_edit slider.)

@@ -1,0 +1,86 @@
+"""Real-world loading, tested offline: same-config random models saved to a folder, fast clear failures, editors."""
+import shutil
+import time
+
+import pytest
+import torch
+
+from asyrp_edu import registry
+from asyrp_edu.ddim import Schedule
+from asyrp_edu.delta_block import DeltaBlock
+from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
+from test_delta_block import CHECKPOINTS
+
+TINY_CELEBA = dict(CELEBA_HQ_UNET_CONFIG, sample_size=32, block_out_channels=(32, 32, 32, 32, 64, 64),
+                   layers_per_block=1)
+
+
+@pytest.mark.parametrize("layout", ["pipeline", "model"])
+def test_a_local_folder_loads_through_from_pretrained(tmp_path, layout):
+    from diffusers import DDPMScheduler
+
+    torch.manual_seed(0)
+    unet = build_unet(TINY_CELEBA)
+    unet.save_pretrained(tmp_path / "unet" if layout == "pipeline" else tmp_path)
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "scheduler" if layout == "pipeline" else tmp_path)
+    loaded, schedule = registry.load_ddpm(tmp_path)
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+    for (k, a), (_, b) in zip(unet.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert torch.allclose(schedule.alpha_bar, Schedule.linear().alpha_bar, atol=1e-7)
+    x, t = torch.randn(1, 3, 32, 32), torch.tensor([500])
+    assert torch.allclose(unet(x, t).sample, loaded(x, t).sample, atol=1e-6)
+
+
+def test_bad_names_and_folders_are_clear(tmp_path):
+    with pytest.raises(KeyError, match="celeba_hq"):
+        registry.load_ddpm("celebahq")
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        registry.load_ddpm(tmp_path)
+
+
+def test_offline_without_cache_fails_fast_and_says_how_to_get_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    start = time.perf_counter()
+    with pytest.raises(registry.WeightsUnavailable) as error:
+        registry.load_ddpm("celeba_hq")
+    assert time.perf_counter() - start < 5
+    assert all(word in str(error.value) for word in ("Colab", "local folder", "toy"))
+
+
+def test_every_registered_model_names_a_repository_and_a_revision():
+    assert set(registry.DDPMS) == {"celeba_hq", "church", "bedroom", "cat"}
+    assert all(e.repo_id.startswith("google/ddpm-") and e.revision for e in registry.DDPMS.values())
+    assert set(registry.CLIPS) == {"ViT-B-32", "ViT-B-16"}
+
+
+def test_official_editor_names_and_hashes():
+    assert registry.official_editor_file("smiling") == "smiling_LC_CelebA_HQ_t999_ninv40_ngen40_0.pth"
+    assert registry.official_editor_file("gothic", "church").startswith("church_gothic_LC_church_outdoor")
+    with pytest.raises(KeyError, match="pixar"):
+        registry.official_editor_file("smilling")
+    with pytest.raises(KeyError, match="no editors"):
+        registry.official_editor_file("smiling", "cat")
+    assert len(registry.official_editor_sums()) == 35
+
+
+@pytest.mark.skipif(not CHECKPOINTS.is_dir(), reason="../shared/reference is not present")
+def test_official_editor_download_cache_and_hash_check(tmp_path):
+    base = CHECKPOINTS.resolve().as_uri() + "/"  # a file:// 'download site'
+    block = registry.official_editor("smiling", base_url=base, cache_dir=tmp_path)
+    assert isinstance(block, DeltaBlock) and block.channels == 512
+    assert (tmp_path / registry.official_editor_file("smiling")).is_file()
+    registry.official_editor("smiling", base_url="http://127.0.0.1:9/", cache_dir=tmp_path)  # cached: no download
+    fake = tmp_path / "fake_site"
+    fake.mkdir()
+    shutil.copy(CHECKPOINTS / registry.official_editor_file("pixar"),
+                fake / registry.official_editor_file("smiling"))  # the wrong file under the right name
+    with pytest.raises(ValueError, match="wrong sha256"):
+        registry.official_editor("smiling", base_url=fake.as_uri() + "/", cache_dir=tmp_path / "c2")
+    assert not (tmp_path / "c2" / registry.official_editor_file("smiling")).exists()  # nothing half-written
+    start = time.perf_counter()
+    with pytest.raises(registry.WeightsUnavailable, match="toy"):
+        registry.official_editor("pixar", base_url="http://127.0.0.1:9/", cache_dir=tmp_path / "c3")
+    assert time.perf_counter() - start < 5

@@ -1,0 +1,140 @@
+"""Live steering: render functions, the widget layer's bad-input messages, uploads, and h-space measurements."""
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from asyrp_edu import widgets
+from asyrp_edu.ddim import Schedule
+from asyrp_edu.delta_block import DeltaBlock
+from asyrp_edu.editing import Intervals, MixedEditor, ScaledEditor, generate_edited
+from asyrp_edu.hspace import h_shape, temb_dim
+from asyrp_edu.properties import (combination_effects, delta_h_along_trajectory, global_delta_h, measure_linearity,
+                                  pearson_r, timestep_cosines)
+from asyrp_edu.train_asyrp import EditorConfig
+
+
+def random_editor(unet, seed: int) -> DeltaBlock:
+    torch.manual_seed(seed)
+    block = DeltaBlock(h_shape(unet)[0], temb_dim(unet))
+    torch.nn.init.normal_(block.conv2.weight, std=0.05)
+    return block.eval()
+
+
+@pytest.fixture
+def scene(tiny_unet):
+    schedule = Schedule.linear()
+    config = EditorConfig("a sad face", "a smiling face", t_edit=500, num_steps=8)
+    editors = {"a": (random_editor(tiny_unet, 1), config), "b": (random_editor(tiny_unet, 2), config)}
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    x_T = torch.randn(1, 3, 16, 16)
+    return widgets.Scene(tiny_unet, schedule, image, x_T, editors, num_steps=4)
+
+
+def test_strength_zero_is_the_unedited_image_and_strength_changes_it(scene):
+    plain = generate_edited(scene.unet, scene.x_T, scene.schedule, None, Intervals(500), 4)[0].clamp(-1, 1)
+    assert (widgets.render_strength(scene, "a", 0.0) - plain).abs().max() < 1e-4
+    one, minus = widgets.render_strength(scene, "a", 1.0), widgets.render_strength(scene, "a", -1.0)
+    assert one.shape == (3, 16, 16) and not torch.allclose(one, plain) and not torch.allclose(one, minus)
+    assert scene.delta_scale("a") == 2.0  # trained with 8 steps, rendered with 4: Δh × 8/4
+
+
+def test_mixer_is_the_sum_of_editors(scene):
+    # (a random U-Net turns float round-off between the split and the plain forward pass into ~1e-5 differences)
+    assert torch.allclose(widgets.render_mix(scene, {"a": 0.0, "b": 0.0}), widgets.render_strength(scene, "a", 0.0),
+                          atol=1e-4)
+    assert torch.allclose(widgets.render_mix(scene, {"a": 1.0, "b": 0.0}), widgets.render_strength(scene, "a", 1.0),
+                          atol=1e-4)
+    h, temb = torch.randn(2, *h_shape(scene.unet)), torch.randn(2, temb_dim(scene.unet))
+    a, b = scene.editors["a"][0], scene.editors["b"][0]
+    mix = MixedEditor({"a": a, "b": b}, {"a": 0.5, "b": -2.0})
+    assert torch.allclose(mix(h, temb), 0.5 * a(h, temb) - 2.0 * b(h, temb), atol=1e-6)
+    with pytest.raises(KeyError, match="available"):
+        widgets.render_mix(scene, {"nope": 1.0})
+
+
+def test_t_edit_and_scrubber(scene):
+    short, long = widgets.render_t_edit(scene, "a", 900), widgets.render_t_edit(scene, "a", 0)
+    assert not torch.allclose(short, long)
+    frame = widgets.render_scrubber(scene, "a", 0)
+    assert frame.shape == (3, 32, 48)
+    assert torch.allclose(frame[:, :16, :16], scene.x_T[0].clamp(-1, 1))  # first column of step 0 is x_T
+    assert widgets.timestep_of(scene, 0) == scene.schedule.timesteps(4)[0]
+
+
+def test_bad_slider_values_are_clear_errors(scene):
+    for bad in (2.5, -3.0, float("nan")):
+        with pytest.raises(ValueError, match=r"\[-2.0, 2.0\]"):
+            widgets.render_strength(scene, "a", bad)
+    with pytest.raises(ValueError, match="t_edit"):
+        widgets.render_t_edit(scene, "a", 5000)
+    with pytest.raises(ValueError, match="step"):
+        widgets.render_scrubber(scene, "a", 99)
+
+
+def test_widgets_show_messages_and_keep_working(scene):
+    from asyrp_edu import sliders
+
+    panel = sliders.strength_widget(scene, "a")
+    strength = panel.children[1]
+    before = panel.image.value
+    strength.value = 5.0  # set from code, outside the range: refused with a message, not clamped silently
+    assert strength.value == 1.0 and "outside" in panel.message.value
+    strength.value = 0.5  # the widget still works
+    assert panel.message.value == "" and panel.image.value != before
+    mixer = sliders.mixer_widget(scene)
+    assert len(mixer.children) == 4  # two sliders, the image, the message
+    scrub = sliders.scrubber_widget(scene, "a")
+    scrub.children[1].value = 3
+    assert "t = " in scrub.children[0].value and scrub.message.value == ""
+
+
+def _png(mode: str, size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_uploaded_images_are_checked_and_converted(monkeypatch):
+    x, note = widgets.load_user_image(_png("RGB", (64, 48)), 32)
+    assert x.shape == (1, 3, 32, 32) and -1 <= float(x.min()) and float(x.max()) <= 1 and "48×48" in note
+    assert "white" in widgets.load_user_image(_png("RGBA", (40, 40)))[1]
+    assert "converted to RGB" in widgets.load_user_image(_png("L", (40, 40)))[1]
+    with pytest.raises(ValueError, match="not an image"):
+        widgets.load_user_image(b"certainly not a PNG")
+    with pytest.raises(ValueError, match="at least 16 pixels"):
+        widgets.load_user_image(_png("RGB", (8, 40)))
+    monkeypatch.setattr(widgets, "MAX_PIXELS", 1000)
+    with pytest.raises(ValueError, match="resize it"):
+        widgets.load_user_image(_png("RGB", (40, 40)))
+
+
+def test_measurements_on_a_random_editor(scene):
+    unet, schedule, editor = scene.unet, scene.schedule, scene.editors["a"][0]
+    x_T = torch.randn(3, 3, 16, 16)
+
+    def judge(images):  # a stand-in for the evaluation network: mean red and mean green
+        return {"red": images[:, 0].mean((1, 2)), "green": images[:, 1].mean((1, 2))}
+
+    lin = measure_linearity(unet, schedule, editor, 500, judge, "red", x_T, num_steps=4)
+    assert lin.mean_change[2] == pytest.approx(0.0, abs=1e-6)  # scale 0 changes nothing
+    assert len(lin.mean_change) == 5 and -1 <= lin.pearson_r <= 1
+    assert pearson_r([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    per_image = delta_h_along_trajectory(unet, schedule, editor, 500, x_T, num_steps=4)
+    assert sorted(per_image) == [t for t in schedule.timesteps(4) if t >= 500][::-1]
+    assert all(v.shape == (3, *h_shape(unet)) for v in per_image.values())
+    flat = global_delta_h(per_image, over_timesteps=True)
+    first = next(iter(flat.values()))
+    assert all(torch.equal(v, first) for v in flat.values()) and first.shape == (1, *h_shape(unet))
+    ts, cos = timestep_cosines(global_delta_h(per_image))
+    assert cos.shape == (len(ts), len(ts)) and torch.allclose(cos.diagonal(), torch.ones(len(ts)), atol=1e-5)
+    # a dict {t: Δh_t} edits exactly like the editor would with those Δh
+    edited = generate_edited(unet, x_T[:1], schedule, {t: v[:1] for t, v in per_image.items()}, Intervals(500), 4)
+    direct = generate_edited(unet, x_T[:1], schedule, editor, Intervals(500), 4)
+    assert torch.allclose(edited, direct, atol=1e-4)
+    combo = combination_effects(unet, schedule, {"a": (editor, 500, "red"),
+                                                 "b": (scene.editors["b"][0], 500, "green")}, judge, x_T, 4)
+    assert set(combo) == {"a", "b"} and set(combo["a"]) == {"solo", "mixed", "ratio"}
+    assert isinstance(ScaledEditor(editor, 2.0)(torch.randn(1, *h_shape(unet)), torch.randn(1, temb_dim(unet))),
+                      torch.Tensor)
