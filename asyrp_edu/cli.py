@@ -127,6 +127,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
 
 
+def _cmd_hspace(args: argparse.Namespace) -> None:
+    import json
+
+    from .properties import hspace_report
+
+    print(json.dumps(hspace_report(n=args.n, num_steps=args.steps, seed=args.seed), indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All sub-commands and their options."""
     parser = argparse.ArgumentParser(prog="asyrp-edu", description=__doc__)
@@ -145,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout", type=int, default=64)
     p.add_argument("--inversion-steps", type=int, default=40)
     p.set_defaults(func=_cmd_measure)
+
+    p = sub.add_parser("hspace", help="measure linearity, homogeneity and combinations of the shipped toy editors")
+    p.add_argument("--n", type=int, default=64, help="held-out faces")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_hspace)
 
     p = sub.add_parser("intervals", help="t_edit (LPIPS editing strength) and t_boost (quality deficiency)")
     p.add_argument("--dataset", default="celeba", choices=["celeba", "afhq", "bedroom", "church"],

@@ -103,3 +103,39 @@ def combination_effects(unet, schedule: Schedule, editors: dict[str, tuple[torch
         solo = mean_changes(unet, schedule, editor, t_edit, judge, x_T, [attribute], num_steps)[attribute]
         report[name] = {"solo": solo, "mixed": mixed[attribute], "ratio": mixed[attribute] / solo if solo else 0.0}
     return report
+
+
+def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int = 16) -> dict:
+    """Issue-4 measurements on the shipped toy models and editors: linearity, homogeneity, combinations (JSON-ready)."""
+    from pathlib import Path
+
+    from . import toy
+    from .evaluate_edits import TOY_EDITS
+    from .evaluator import load_evaluator
+    from .models import load_toy_ddpm
+    from .train_asyrp import cached_inversion, load_editor
+
+    unet, schedule = load_toy_ddpm()
+    judge = load_evaluator()
+    faces, _ = toy.sample(n, seed=seed, heldout=True)
+    x_T = cached_inversion(unet, schedule, faces, num_steps, Path("runs/cache"), progress=False)
+    train_faces, _ = toy.sample(n_global, seed=seed)
+    train_x_T = cached_inversion(unet, schedule, train_faces, num_steps, Path("runs/cache"), progress=False)
+    editors = {e: load_editor(unet, edit=e) for e in ("smiling", "glasses", "tanned", "blonde")}
+    report: dict = {"n": n, "linearity": {}, "homogeneity": {}, "combinations": {}}
+    for name, (editor, config) in editors.items():
+        attribute = TOY_EDITS[name]["attribute"]
+        lin = measure_linearity(unet, schedule, editor, config.t_edit, judge, attribute, x_T, num_steps)
+        report["linearity"][name] = lin.__dict__
+        per_image = delta_h_along_trajectory(unet, schedule, editor, config.t_edit, train_x_T, num_steps)
+        effects = {label: mean_changes(unet, schedule, dh, config.t_edit, judge, x_T, [attribute], num_steps)[attribute]
+                   for label, dh in (("f_t", editor), ("mean_over_images", global_delta_h(per_image)),
+                                     ("mean_over_images_and_t", global_delta_h(per_image, over_timesteps=True)))}
+        ts, cos = timestep_cosines(global_delta_h(per_image))
+        report["homogeneity"][name] = {**effects, "share_images": effects["mean_over_images"] / effects["f_t"],
+                                       "share_images_and_t": effects["mean_over_images_and_t"] / effects["f_t"],
+                                       "mean_cos_across_t": float(cos[~torch.eye(len(ts), dtype=bool)].mean())}
+    for group in (("smiling", "glasses"), ("smiling", "glasses", "tanned")):
+        parts = {g: (editors[g][0], editors[g][1].t_edit, TOY_EDITS[g]["attribute"]) for g in group}
+        report["combinations"][" + ".join(group)] = combination_effects(unet, schedule, parts, judge, x_T, num_steps)
+    return report

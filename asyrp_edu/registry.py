@@ -150,3 +150,58 @@ def official_editor(edit: str, model: str = "celeba_hq", base_url: str = OFFICIA
         atomic_write(path, fetch)
     return load_official_delta_block(path)
 
+
+
+def load_clip(name: str = "ViT-B-32", device: str | torch.device = "cpu", pretrained: str | None = None):
+    """OpenAI CLIP through open_clip as a `TinyClip`-style encoder (resizes [-1, 1] images to 224², normalises)."""
+    import open_clip
+
+    from .tiny_clip import TinyClip
+
+    if name not in CLIPS:
+        raise KeyError(f"unknown CLIP {name!r}; use one of {sorted(CLIPS)} (or load_tiny_clip() in the toy world)")
+    arch, tag = CLIPS[name]
+    reachable = hub_reachable()
+    if not reachable and not _clip_cached(arch, pretrained or tag):  # fail before building a 150M-parameter model
+        raise WeightsUnavailable(how_to_get(f"CLIP {name} ({pretrained or tag} weights)"))
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    if not reachable:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # read the cache only: no retries against an unreachable hub
+    try:
+        model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained or tag, device=device)
+    except Exception as error:  # open_clip raises several types when files are missing
+        if reachable:
+            raise
+        raise WeightsUnavailable(how_to_get(f"CLIP {name} ({pretrained or tag} weights)")) from error
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
+    return TinyClip(model, open_clip.get_tokenizer(arch)).to(device)
+
+
+def _clip_cached(arch: str, tag: str) -> bool:
+    """Whether open_clip's weights for (arch, tag) are in the Hugging Face cache."""
+    import open_clip
+
+    repo = (open_clip.pretrained.get_pretrained_cfg(arch, tag) or {}).get("hf_hub", "").rstrip("/")
+    return bool(repo) and any(_cached(repo, "main", f) for f in ("open_clip_model.safetensors",
+                                                                  "open_clip_pytorch_model.bin"))
+
+
+def load_lpips(net: str = "alex", device: str | torch.device = "cpu"):
+    """LPIPS(net) on [-1, 1] images; its AlexNet backbone comes from torchvision's download cache."""
+    import lpips
+
+    if not hub_reachable("download.pytorch.org"):
+        _check_torchvision_cache(net)  # fail now, not after torchvision's download attempt
+    return lpips.LPIPS(net=net, verbose=False).eval().requires_grad_(False).to(device)
+
+
+def _check_torchvision_cache(net: str) -> None:
+    """Raise WeightsUnavailable unless torchvision's pretrained backbone for `net` is already cached."""
+    files = {"alex": "alexnet-owt-", "vgg": "vgg16-", "squeeze": "squeezenet1_1-"}
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    if not any(p.name.startswith(files.get(net, net)) for p in folder.glob("*.pth")):
+        raise WeightsUnavailable(how_to_get(f"the {net} backbone of LPIPS"))

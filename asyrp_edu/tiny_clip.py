@@ -68,7 +68,7 @@ def get_tokenizer(context_length: int = CONTEXT_LENGTH):
 
 
 class TinyClip:
-    """Frozen CLIP for [-1, 1] images: `encode_image` is differentiable w.r.t. the images, features are unit norm."""
+    """Frozen CLIP (the tiny toy one or any open_clip model) for [-1, 1] images; unit-norm, differentiable features."""
 
     def __init__(self, model, tokenizer=None):
         from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
@@ -85,10 +85,17 @@ class TinyClip:
         return self
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """Unit-norm image features (B, D); gradients flow back to `images` (values outside [-1, 1] are not clamped)."""
-        if images.ndim != 4 or tuple(images.shape[1:]) != (3, 32, 32):
-            raise ValueError(f"images must have shape (B, 3, 32, 32) in [-1, 1], got {tuple(images.shape)}")
-        x = ((images.to(self.mean.device, torch.float32) + 1) / 2 - self.mean) / self.std  # CLIP's normalisation
+        """Unit-norm image features (B, D); gradients flow back to `images` (values outside [-1, 1] are not clamped).
+
+        Images of another size are resized (bicubic, antialiased) to the model's input size, e.g. 256² → 224².
+        """
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must have shape (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
+        size = tuple(getattr(self.model.visual, "image_size", images.shape[-2:]))
+        x = images.to(self.mean.device, torch.float32)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+        x = ((x + 1) / 2 - self.mean) / self.std  # CLIP's normalisation
         return self.model.encode_image(x, normalize=True)
 
     def encode_text(self, texts: list[str] | str) -> torch.Tensor:

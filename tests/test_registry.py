@@ -84,3 +84,30 @@ def test_official_editor_download_cache_and_hash_check(tmp_path):
     with pytest.raises(registry.WeightsUnavailable, match="toy"):
         registry.official_editor("pixar", base_url="http://127.0.0.1:9/", cache_dir=tmp_path / "c3")
     assert time.perf_counter() - start < 5
+
+
+def test_real_clip_and_lpips_fail_fast_offline(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    start = time.perf_counter()
+    with pytest.raises(registry.WeightsUnavailable, match="toy"):
+        registry.load_clip("ViT-B-32")
+    with pytest.raises(registry.WeightsUnavailable, match="LPIPS"):
+        registry.load_lpips()
+    assert time.perf_counter() - start < 5
+    with pytest.raises(KeyError, match="ViT-B-16"):
+        registry.load_clip("RN50")
+
+
+def test_a_clip_of_another_input_size_gets_resized_images():
+    from asyrp_edu.tiny_clip import TINY_CLIP_CONFIG, TinyClip, build_tiny_clip
+
+    config = {**TINY_CLIP_CONFIG, "vision_cfg": {**TINY_CLIP_CONFIG["vision_cfg"], "image_size": 48, "patch_size": 8}}
+    clip = TinyClip(build_tiny_clip(config))
+    images = (torch.rand(2, 3, 256, 256) * 2 - 1).requires_grad_()
+    features = clip.encode_image(images)
+    assert features.shape == (2, 64) and torch.allclose(features.norm(dim=-1), torch.ones(2), atol=1e-5)
+    features.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
