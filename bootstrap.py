@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Set up a local virtual environment (.venv) and run the demo or every test: `python3 bootstrap.py demo|test`."""
+"""Set up a local virtual environment (.venv) and run the demo, every test, or the real-browser check:
+`python3 bootstrap.py demo|test|browser`."""
 from __future__ import annotations
 
 import hashlib
@@ -41,14 +42,17 @@ def ensure_venv(extras: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Dispatch `demo` or `test` (extra arguments after `test` go to pytest)."""
-    if not argv or argv[0] not in ("demo", "test"):
+    """Dispatch `demo`, `test` (extra arguments go to pytest) or `browser` (needs Debian's chromium)."""
+    if not argv or argv[0] not in ("demo", "test", "browser"):
         print(__doc__)
         return 2
-    ensure_venv("test,notebooks")
+    ensure_venv("test,notebooks,browser")
     env = dict(os.environ)
     if argv[0] == "demo":
         return subprocess.run([str(BIN / "asyrp-edu"), "demo", *argv[1:]], cwd=ROOT, env=env).returncode
+    if argv[0] == "browser":
+        return subprocess.run([str(PYTHON), str(ROOT / "scripts" / "browser_check.py"), *argv[1:]], cwd=ROOT,
+                              env=env).returncode
     env.setdefault("ASYRP_EDU_SMOKE", "1")  # notebooks run with fewer steps under test
     env.setdefault("MPLBACKEND", "Agg")
     cmd = [str(PYTHON), "-m", "pytest", "tests", "notebooks", "--nbval-lax", "-p", "no:cacheprovider",

@@ -1,0 +1,102 @@
+"""Real-browser check: JupyterLab on 127.0.0.1, notebook 05 in headless Chromium, run all, move a slider.
+
+    python scripts/browser_check.py [--notebook notebooks/05_linearity.ipynb] [--screenshot browser_check.png]
+
+Needs Debian's Chromium (`apt-get install chromium`, /usr/bin/chromium) and the Python Playwright package
+(`pip install -e ".[browser]"`); Playwright drives the system Chromium, nothing is downloaded. Exits 0 when the
+strength slider's image changed after the slider moved, 1 otherwise, and saves a screenshot either way.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_lab(port: int, token: str) -> subprocess.Popen:
+    """JupyterLab serving the repository on 127.0.0.1:port; returns once it answers."""
+    env = dict(os.environ, ASYRP_EDU_SMOKE=os.environ.get("ASYRP_EDU_SMOKE", "1"), MPLBACKEND="Agg")
+    lab = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
+                            "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                            f"--ServerApp.root_dir={ROOT}"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=1)
+            return lab
+        except OSError:
+            time.sleep(0.5)
+    lab.terminate()
+    raise RuntimeError("JupyterLab did not start within 60 s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebook", default="notebooks/05_linearity.ipynb")
+    parser.add_argument("--screenshot", default="browser_check.png")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds for all cells to run")
+    args = parser.parse_args()
+    if not Path(args.chromium).is_file():
+        sys.exit(f"no Chromium at {args.chromium}; install Debian's package: apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sys.exit("Playwright is missing: pip install -e '.[browser]' (it drives the system Chromium)")
+
+    port, token = free_port(), secrets.token_hex(16)
+    lab = start_lab(port, token)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/{args.notebook}?token={token}")
+            page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            # the first strength slider and the image right under it
+            handle = page.locator(".widget-slider .noUi-handle").first
+            handle.wait_for(timeout=args.timeout * 1000)
+            image = page.locator(".widget-vbox img").first
+            image.wait_for(timeout=60_000)
+            time.sleep(2)
+            before = image.get_attribute("src")
+            handle.focus()
+            for _ in range(5):  # five steps of 0.1 to the right: strength 1.0 -> 1.5
+                page.keyboard.press("ArrowRight")
+            changed = False
+            for _ in range(60):
+                time.sleep(0.5)
+                if image.get_attribute("src") != before:
+                    changed = True
+                    break
+            page.screenshot(path=args.screenshot, full_page=False)
+            browser.close()
+    finally:
+        lab.terminate()
+        lab.wait(timeout=30)
+    print(f"slider moved, image {'changed' if changed else 'did NOT change'}; screenshot: {args.screenshot}")
+    return 0 if changed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
