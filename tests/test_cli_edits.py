@@ -24,6 +24,8 @@ def test_cli_errors_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="--edit NAME"):
         main(["train", "--world", "toy"])
     with pytest.raises(SystemExit, match="asyrp-edu train --world toy --edit smiling"):
-        main(["evaluate", "--attribute", "smiling"])
+        main(["evaluate", "--attribute", "smiling", "--editor", "no/such/folder"])
+    with pytest.raises(KeyError, match="known edits"):
+        main(["evaluate", "--attribute", "frowning"])
     with pytest.raises(SystemExit, match="--world toy"):
         main(["train", "--world", "celeba_hq", "--edit", "smiling"])

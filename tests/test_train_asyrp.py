@@ -86,3 +86,22 @@ def test_quality_boosting_adds_noise_only_below_t_boost(tiny_unet):
         assert kind == ("boost" if t < 400 else "edit" if t >= 500 else "ddim")
         same = torch.equal(out_a.prev_sample, out_b.prev_sample)
         assert same == (t >= 400), t  # different noise z changes x only from the first boosted step on
+
+
+def test_load_editor_refuses_another_models_editor(setup, tmp_path):
+    from asyrp_edu.delta_block import DeltaBlock
+    from asyrp_edu.models import save_safetensors_atomic
+    from asyrp_edu.train_asyrp import load_editor
+
+    unet, schedule, images, config = setup
+    result = train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path / "ok", progress=False)
+    editor, loaded_config = load_editor(unet, result.weights)
+    assert loaded_config == config and not editor.training
+    save_safetensors_atomic(DeltaBlock(64, 128).state_dict(), tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="64 channels"):
+        load_editor(unet, tmp_path / "other.safetensors")
+    save_safetensors_atomic({"weight": torch.zeros(3)}, tmp_path / "junk.safetensors")
+    with pytest.raises(ValueError, match="not an f_t checkpoint"):
+        load_editor(unet, tmp_path / "junk.safetensors")
+    with pytest.raises(FileNotFoundError, match="asyrp-edu train"):
+        load_editor(unet, tmp_path / "missing.safetensors")
