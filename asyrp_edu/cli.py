@@ -182,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
-    p.add_argument("--reference", choices=("x0", "P_t"), default="x0",
-                   help="ΔI against the original image (authors' code, default) or the unedited P_t")
+    p.add_argument("--reference", choices=("authors", "x0", "P_t"), default="authors",
+                   help="compare P_t^edit with the original image in both losses (the authors' code, default), "
+                        "in the CLIP loss only, or with the unedited P_t")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     p.add_argument("--no-resume", action="store_true")

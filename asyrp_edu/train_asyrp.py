@@ -33,7 +33,10 @@ class EditorConfig:
     lambda_recon: float | None = None  # None: the paper's 3 · cos(E_T(source), E_T(target))
     lambda_clip: float = 1.0
     loss_kind: str = "cosine"
-    reference: str = "x0"  # ΔI against the original image x0 (the authors' code) or "P_t" (the unedited P_t)
+    # What P_t^edit is compared with: "authors" (their code: ΔI and the L1 term against the original image x0),
+    # "x0" (ΔI against x0, L1 against the unedited P_t) or "P_t" (both against the unedited P_t of the same step: the
+    # paper's formula, but cos(ΔI, ΔT) ignores the size of ΔI, so edits stay tiny; see README "Editing")
+    reference: str = "authors"
     templates: tuple[str, ...] = ("{}",)
     lr: float = 2e-3
     epochs: int = 1
@@ -43,8 +46,8 @@ class EditorConfig:
     def __post_init__(self) -> None:
         check_prompts(self.source, self.target)
         Intervals(self.t_edit, 0)
-        if self.reference not in ("x0", "P_t"):
-            raise ValueError(f"reference must be 'x0' or 'P_t', got {self.reference!r}")
+        if self.reference not in ("authors", "x0", "P_t"):
+            raise ValueError(f"reference must be 'authors', 'x0' or 'P_t', got {self.reference!r}")
 
 
 def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
@@ -114,8 +117,10 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             a_t = schedule.at(t)
             # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^source = P_t(ε_θ(x_t))
             P_edit, P_source = predict_x0(x, eps_edit, a_t), predict_x0(x, eps, a_t)
-            parts = asyrp_loss(clip.encode_image, P_edit, P_source.detach(), delta_T, lambda_recon,
-                               config.lambda_clip, config.loss_kind, x0 if config.reference == "x0" else None)
+            recon_reference = x0 if config.reference == "authors" else P_source.detach()
+            clip_reference = x0 if config.reference in ("authors", "x0") else None
+            parts = asyrp_loss(clip.encode_image, P_edit, recon_reference, delta_T, lambda_recon,
+                               config.lambda_clip, config.loss_kind, clip_reference)
             if not torch.isfinite(parts["loss"]):
                 raise FloatingPointError(f"the loss became {parts['loss'].item()} at batch {b}, timestep t={t}; "
                                          f"lower the learning rate (now {config.lr}) or lambda_clip")

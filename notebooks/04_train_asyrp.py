@@ -231,4 +231,5 @@ check_t_edit(my_t_edit)
 # %% [markdown]
 # **3. (think)** The directional loss only cares about the *direction* of ΔI. If ΔI were measured against the
 # unedited P_t of the same step, a tiny but well-aimed change would already score cos ≈ 1. What then decides how
-# strong the edit becomes? (Compare `EditorConfig(reference="P_t")` with the default `"x0"`, and see the README.)
+# strong the edit becomes? (Train with `EditorConfig(reference="P_t")` and compare with the default `"authors"`,
+# which — like the authors' code — compares P_t^edit with the original image x0; then see the README.)

@@ -70,3 +70,17 @@ def test_cli_prints_both_intervals(capsys):
     assert "t_edit = 514, t_boost = 167" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--text-cosine"):
         main(["intervals"])
+
+
+def test_toy_distance_is_calibrated_to_the_authors_lpips_curve():
+    from asyrp_edu.intervals import TOY_DISTANCE_SCALE, calibration_scale, toy_tables
+    from asyrp_edu.models import load_toy_ddpm
+
+    unet, schedule = load_toy_ddpm()
+    raw, _ = toy_tables(unet, schedule, n=16, stride=20, scale=1.0, progress=False)
+    fitted = calibration_scale(raw, reference_table("celeba", "x0_t"))
+    assert fitted == pytest.approx(TOY_DISTANCE_SCALE, rel=0.1)  # re-fit on the shipped model: the constant holds
+    calibrated, _ = toy_tables(unet, schedule, n=16, stride=20, progress=False)
+    reference = dict(zip(*[reference_table("celeba", "x0_t").t, reference_table("celeba", "x0_t").distance]))
+    gaps = [abs(d - reference[t]) for t, d in zip(calibrated.t, calibrated.distance) if 200 <= t <= 700]
+    assert max(gaps) < 0.25, gaps  # the same curve, within LPIPS's own spread across datasets
