@@ -36,7 +36,7 @@ class CheckedIntSlider(_Rejecting, W.IntSlider):
 
 def _panel(render: Callable[[], torch.Tensor], controls: list[W.Widget], upscale: int = 6) -> W.VBox:
     """Controls, an image and a message line; every control change re-renders, errors show as the message."""
-    image, message = W.Image(format="png"), W.HTML()
+    image, message = W.Image(format="png", layout=W.Layout(width="192px")), W.HTML()
 
     def update(_=None) -> None:
         try:

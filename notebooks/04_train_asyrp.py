@@ -143,8 +143,8 @@ result = train_editor(unet, schedule, clip, train_faces, config, f"{work}/global
 new_faces, _ = toy.sample(8, seed=1, heldout=True)
 x_T = cached_inversion(unet, schedule, new_faces, n_steps, f"{work}/cache", progress=False)
 intervals = Intervals(config.t_edit)
-plain = generate_edited(unet, x_T, schedule, None, intervals, n_steps)
-edited = generate_edited(unet, x_T, schedule, global_dh, intervals, n_steps)
+plain = generate_edited(unet, x_T, schedule, None, intervals, n_steps).clamp(-1, 1)
+edited = generate_edited(unet, x_T, schedule, global_dh, intervals, n_steps).clamp(-1, 1)
 image_grid([new_faces, plain, edited], row_titles=["original", "reconstructed", "+ global Δh"]);
 print("judge: mouth before", judge(plain)["mouth"].mean().item(), "after", judge(edited)["mouth"].mean().item())
 

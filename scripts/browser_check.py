@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -31,12 +32,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_lab(port: int, token: str) -> subprocess.Popen:
-    """JupyterLab serving the repository on 127.0.0.1:port; returns once it answers."""
+def start_lab(port: int, token: str, root: Path) -> subprocess.Popen:
+    """JupyterLab serving `root` on 127.0.0.1:port; returns once it answers."""
     env = dict(os.environ, ASYRP_EDU_SMOKE=os.environ.get("ASYRP_EDU_SMOKE", "1"), MPLBACKEND="Agg")
     lab = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
                             "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                            f"--ServerApp.root_dir={ROOT}"], env=env, stdout=subprocess.DEVNULL,
+                            f"--ServerApp.root_dir={root}", "--allow-root"], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     for _ in range(120):
         try:
@@ -63,12 +64,15 @@ def main() -> int:
         sys.exit("Playwright is missing: pip install -e '.[browser]' (it drives the system Chromium)")
 
     port, token = free_port(), secrets.token_hex(16)
-    lab = start_lab(port, token)
+    # a copy of the notebook in a scratch folder: JupyterLab may rewrite metadata of what it opens
+    root = Path(tempfile.mkdtemp(prefix="asyrp_edu_browser_"))
+    shutil.copy(ROOT / args.notebook, root / Path(args.notebook).name)
+    lab = start_lab(port, token, root)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/{args.notebook}?token={token}")
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/{Path(args.notebook).name}?token={token}")
             page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
             page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -94,6 +98,7 @@ def main() -> int:
     finally:
         lab.terminate()
         lab.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
     print(f"slider moved, image {'changed' if changed else 'did NOT change'}; screenshot: {args.screenshot}")
     return 0 if changed else 1
 
