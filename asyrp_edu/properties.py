@@ -6,10 +6,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .ddim import Schedule
+from .ddim import Schedule, ddim_step
 from .editing import Intervals, MixedEditor, ScaledEditor, generate_edited
 from .hspace import asymmetric_eps
-from .ddim import ddim_step
 
 SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
