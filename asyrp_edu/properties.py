@@ -30,14 +30,28 @@ class Linearity:
 
 
 @torch.no_grad()
+def unedited_judgement(unet, schedule: Schedule, judge, x_T: torch.Tensor, num_steps: int = 40
+                       ) -> dict[str, torch.Tensor]:
+    """The judge's reading of x_T regenerated without edits (the same for every t_edit: nothing is edited)."""
+    return judge(generate_edited(unet, x_T, schedule, None, Intervals(schedule.T - 1), num_steps).clamp(-1, 1))
+
+
+@torch.no_grad()
 def measure_linearity(unet, schedule: Schedule, editor, t_edit: int, judge, attribute: str, x_T: torch.Tensor,
-                      num_steps: int = 40, scales: tuple[float, ...] = SCALES) -> Linearity:
-    """Generate with Δh × s for every s and judge the attribute: linear h-space gives r ≈ 1 (negative s: backwards)."""
-    base = judge(generate_edited(unet, x_T, schedule, None, Intervals(t_edit), num_steps).clamp(-1, 1))[attribute]
+                      num_steps: int = 40, scales: tuple[float, ...] = SCALES,
+                      base: dict[str, torch.Tensor] | None = None) -> Linearity:
+    """Generate with Δh × s for every s and judge the attribute: linear h-space gives r ≈ 1 (negative s: backwards).
+
+    base: the judge's reading of the unedited images, when already computed (`unedited_judgement`).
+    """
+    base = unedited_judgement(unet, schedule, judge, x_T, num_steps) if base is None else base
     changes = []
     for s in scales:
+        if s == 0:  # Δh × 0 is the unedited process
+            changes.append(0.0)
+            continue
         out = generate_edited(unet, x_T, schedule, ScaledEditor(editor, s), Intervals(t_edit), num_steps)
-        changes.append(float((judge(out.clamp(-1, 1))[attribute] - base).mean()))
+        changes.append(float((judge(out.clamp(-1, 1))[attribute] - base[attribute]).mean()))
     return Linearity(list(scales), changes, pearson_r(list(scales), changes))
 
 
@@ -82,24 +96,24 @@ def timestep_cosines(per_t: dict[int, torch.Tensor]) -> tuple[list[int], torch.T
 def mean_changes(unet, schedule: Schedule, delta_h, t_edit: int, judge, x_T: torch.Tensor, attributes: list[str],
                  num_steps: int = 40, base: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Mean change of each attribute when x_T is generated with delta_h instead of without."""
-    if base is None:
-        base = judge(generate_edited(unet, x_T, schedule, None, Intervals(t_edit), num_steps).clamp(-1, 1))
+    base = unedited_judgement(unet, schedule, judge, x_T, num_steps) if base is None else base
     after = judge(generate_edited(unet, x_T, schedule, delta_h, Intervals(t_edit), num_steps).clamp(-1, 1))
     return {a: float((after[a].float() - base[a].float()).mean()) for a in attributes}
 
 
 @torch.no_grad()
 def combination_effects(unet, schedule: Schedule, editors: dict[str, tuple[torch.nn.Module, int, str]], judge,
-                        x_T: torch.Tensor, num_steps: int = 40) -> dict[str, dict[str, float]]:
+                        x_T: torch.Tensor, num_steps: int = 40, base: dict[str, torch.Tensor] | None = None
+                        ) -> dict[str, dict[str, float]]:
     """Each editor's effect on its own attribute alone and with all the others (Δh = Σ Δh_i): {name: {solo, mixed,
     ratio}}. editors maps a name to (f_t, t_edit, judged attribute); the mix edits until the latest t_edit."""
     t_mix = min(t for _, t, _ in editors.values())
-    base = judge(generate_edited(unet, x_T, schedule, None, Intervals(t_mix), num_steps).clamp(-1, 1))
+    base = unedited_judgement(unet, schedule, judge, x_T, num_steps) if base is None else base
     mix = MixedEditor({n: e for n, (e, _, _) in editors.items()}, {n: 1.0 for n in editors})
     mixed = mean_changes(unet, schedule, mix, t_mix, judge, x_T, [a for _, _, a in editors.values()], num_steps, base)
     report = {}
     for name, (editor, t_edit, attribute) in editors.items():
-        solo = mean_changes(unet, schedule, editor, t_edit, judge, x_T, [attribute], num_steps)[attribute]
+        solo = mean_changes(unet, schedule, editor, t_edit, judge, x_T, [attribute], num_steps, base)[attribute]
         report[name] = {"solo": solo, "mixed": mixed[attribute], "ratio": mixed[attribute] / solo if solo else 0.0}
     return report
 
@@ -121,13 +135,15 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
     train_faces, _ = toy.sample(n_global, seed=seed)
     train_x_T = cached_inversion(unet, schedule, train_faces, num_steps, Path("runs/cache"), progress=False)
     editors = {e: load_editor(unet, edit=e) for e in ("smiling", "glasses", "tanned", "blonde")}
+    base = unedited_judgement(unet, schedule, judge, x_T, num_steps)  # computed once, shared by every measurement
     report: dict = {"n": n, "linearity": {}, "homogeneity": {}, "combinations": {}}
     for name, (editor, config) in editors.items():
         attribute = TOY_EDITS[name]["attribute"]
-        lin = measure_linearity(unet, schedule, editor, config.t_edit, judge, attribute, x_T, num_steps)
+        lin = measure_linearity(unet, schedule, editor, config.t_edit, judge, attribute, x_T, num_steps, base=base)
         report["linearity"][name] = lin.__dict__
         per_image = delta_h_along_trajectory(unet, schedule, editor, config.t_edit, train_x_T, num_steps)
-        effects = {label: mean_changes(unet, schedule, dh, config.t_edit, judge, x_T, [attribute], num_steps)[attribute]
+        effects = {label: mean_changes(unet, schedule, dh, config.t_edit, judge, x_T, [attribute], num_steps,
+                                       base)[attribute]
                    for label, dh in (("f_t", editor), ("mean_over_images", global_delta_h(per_image)),
                                      ("mean_over_images_and_t", global_delta_h(per_image, over_timesteps=True)))}
         ts, cos = timestep_cosines(global_delta_h(per_image))
@@ -136,5 +152,6 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
                                        "mean_cos_across_t": float(cos[~torch.eye(len(ts), dtype=bool)].mean())}
     for group in (("smiling", "glasses"), ("smiling", "glasses", "tanned")):
         parts = {g: (editors[g][0], editors[g][1].t_edit, TOY_EDITS[g]["attribute"]) for g in group}
-        report["combinations"][" + ".join(group)] = combination_effects(unet, schedule, parts, judge, x_T, num_steps)
+        report["combinations"][" + ".join(group)] = combination_effects(unet, schedule, parts, judge, x_T, num_steps,
+                                                                        base)
     return report

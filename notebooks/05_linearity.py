@@ -51,7 +51,7 @@ from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.exercises import check_step_scale
 from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.properties import delta_h_along_trajectory, global_delta_h, measure_linearity, mean_changes, \
-    timestep_cosines
+    timestep_cosines, unedited_judgement
 from asyrp_edu.settings import steps
 from asyrp_edu.train_asyrp import cached_inversion, load_editor
 from asyrp_edu.viz import image_grid
@@ -123,11 +123,12 @@ for edit in ("smiling", "glasses"):
 # %%
 heldout, _ = toy.sample(steps(64, 4), seed=0, heldout=True)
 heldout_x_T = cached_inversion(unet, schedule, heldout, n_steps, cache, progress=False)
+base = unedited_judgement(unet, schedule, judge, heldout_x_T, n_steps)  # the unedited reading, computed once
 fig, ax = plt.subplots(figsize=(5, 3.2))
 for edit in ("smiling", "glasses"):
     editor, config = load_editor(unet, edit=edit)
     lin = measure_linearity(unet, schedule, editor, config.t_edit, judge, TOY_EDITS[edit]["attribute"], heldout_x_T,
-                            n_steps)
+                            n_steps, base=base)
     ax.plot(lin.scales, lin.mean_change, "o-", label=f"{edit}: r = {lin.pearson_r:.3f}")
 ax.axhline(0, color="k", lw=0.5)
 ax.set_xlabel("scale of Δh")
@@ -146,7 +147,7 @@ train_x_T = cached_inversion(unet, schedule, train_faces, n_steps, cache, progre
 per_image = delta_h_along_trajectory(unet, schedule, editor, config.t_edit, train_x_T, n_steps)
 variants = {"f_t (per image)": editor, "mean over images": global_delta_h(per_image),
             "mean over images and t": global_delta_h(per_image, over_timesteps=True)}
-effect = {name: mean_changes(unet, schedule, dh, config.t_edit, judge, heldout_x_T, ["mouth"], n_steps)["mouth"]
+effect = {name: mean_changes(unet, schedule, dh, config.t_edit, judge, heldout_x_T, ["mouth"], n_steps, base)["mouth"]
           for name, dh in variants.items()}
 ts, cos = timestep_cosines(global_delta_h(per_image))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
