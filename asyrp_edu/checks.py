@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 
-def check_images(x: torch.Tensor, size: int | None = None, channels: int = 3, name: str = "images") -> torch.Tensor:
-    """Check a batch of images is float (B, C, H, W) in [-1, 1]; return it unchanged."""
+def check_images(x: torch.Tensor, size: int | None = None, channels: int = 3, name: str = "images",
+                 check_range: bool = True) -> torch.Tensor:
+    """Check a batch of images is float (B, C, H, W) in [-1, 1] (latents: any finite range); return it unchanged."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, {channels}, H, W), got {type(x).__name__}; "
                         "convert with torch.as_tensor(...) first")
@@ -26,7 +27,7 @@ def check_images(x: torch.Tensor, size: int | None = None, channels: int = 3, na
     lo, hi = float(x.min()), float(x.max())
     if not (torch.isfinite(x).all()):
         raise ValueError(f"{name} contain NaN or inf values")
-    if lo < -1.001 or hi > 1.001:
+    if check_range and (lo < -1.001 or hi > 1.001):
         hint = "x / 127.5 - 1" if hi > 2 else "x * 2 - 1" if lo >= 0 else "x.clamp(-1, 1)"
         raise ValueError(f"{name} range over [{lo:.3g}, {hi:.3g}] but must lie in [-1, 1]; rescale with {hint}")
     return x

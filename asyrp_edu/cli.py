@@ -9,12 +9,31 @@ from pathlib import Path
 def _cmd_train_ddpm(args: argparse.Namespace) -> None:
     from .train_ddpm import train_ddpm
 
-    if args.world != "toy":
-        raise SystemExit(f"train-ddpm supports --world toy only (got {args.world!r}); real models come pretrained")
-    result = train_ddpm(Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                        resume=not args.no_resume, bf16=not args.fp32, device=args.device,
-                        coarse_weight=args.coarse_weight)
+    if args.world not in ("toy", "toy-ldm"):
+        raise SystemExit(f"train-ddpm supports --world toy and --world toy-ldm (got {args.world!r}); "
+                         "real models come pretrained")
+    options = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=not args.no_resume,
+                   bf16=not args.fp32, device=args.device,
+                   coarse_weight=args.coarse_weight if args.coarse_weight is not None else
+                   (1.0 if args.world == "toy" else 0.05))
+    if args.world == "toy-ldm":
+        from .autoencoder import load_toy_autoencoder
+        from .ldm import train_toy_ldm
+
+        out = args.out or "runs/toy_ldm"
+        result = train_toy_ldm(Path(out), load_toy_autoencoder(args.autoencoder), **options)
+    else:
+        result = train_ddpm(Path(args.out or "runs/toy_ddpm"), **options)
     print(f"EMA weights after {result.step} steps: {result.weights}")
+
+
+def _cmd_train_vae(args: argparse.Namespace) -> None:
+    from .autoencoder import autoencoder_mse, load_toy_autoencoder, train_autoencoder
+
+    result = train_autoencoder(Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                               seed=args.seed, resume=not args.no_resume)
+    print(f"weights after {result.step} steps: {result.weights}; held-out reconstruction MSE "
+          f"{autoencoder_mse(load_toy_autoencoder(result.weights)):.5f}")
 
 
 def _cmd_train_evaluator(args: argparse.Namespace) -> None:
@@ -34,17 +53,28 @@ def _cmd_measure(args: argparse.Namespace) -> None:
     import json
 
     from .evaluator import evaluator_accuracy, load_evaluator
-    from .models import load_toy_ddpm
     from .quality import reconstruction_mse, sample_marginals
 
-    unet, schedule = load_toy_ddpm(args.ddpm)
     judge = load_evaluator(args.evaluator)
-    report = {
-        "evaluator_on_generator_images": evaluator_accuracy(judge, n=1024),
-        "sample_marginals": sample_marginals(unet, schedule, judge, n=args.samples, num_steps=args.sample_steps),
-        "reconstruction": {"n": args.heldout, "steps": args.inversion_steps,
-                           "mse": reconstruction_mse(unet, schedule, n=args.heldout, num_steps=args.inversion_steps)},
-    }
+    if args.world == "toy-ldm":
+        from .autoencoder import autoencoder_mse
+        from .ldm import load_toy_ldm
+
+        ldm = load_toy_ldm(args.ddpm)
+        report = {"autoencoder_mse": autoencoder_mse(ldm.codec, n=256),
+                  "sample_marginals": sample_marginals(ldm.unet, ldm.schedule, judge, n=args.samples,
+                                                       num_steps=args.sample_steps, codec=ldm.codec)}
+    else:
+        from .models import load_toy_ddpm
+
+        unet, schedule = load_toy_ddpm(args.ddpm)
+        report = {
+            "evaluator_on_generator_images": evaluator_accuracy(judge, n=1024),
+            "sample_marginals": sample_marginals(unet, schedule, judge, n=args.samples, num_steps=args.sample_steps),
+            "reconstruction": {"n": args.heldout, "steps": args.inversion_steps,
+                               "mse": reconstruction_mse(unet, schedule, n=args.heldout,
+                                                         num_steps=args.inversion_steps)},
+        }
     report["max_marginal_gap"] = max(v["max_gap"] for v in report["sample_marginals"].values())
     print(json.dumps(report, indent=2))
 
@@ -68,62 +98,90 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
     from . import toy
     from .evaluate_edits import TOY_EDITS
-    from .models import load_toy_ddpm
     from .tiny_clip import load_tiny_clip
     from .train_asyrp import EditorConfig, train_editor
 
-    if args.world != "toy":
-        raise SystemExit(f"--world {args.world!r} is not available yet; use --world toy")
+    unet, schedule, codec = _toy_models(args.world)
     source, target = args.source, args.target
     if args.edit:
         source, target = TOY_EDITS[args.edit]["source"], TOY_EDITS[args.edit]["target"]
     if not (source and target):
         raise SystemExit(f"give --edit NAME ({', '.join(sorted(TOY_EDITS))}) or both --source and --target")
-    unet, schedule = load_toy_ddpm()
     config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed)
-    out = Path(args.out or f"runs/editors/{args.edit or target.replace(' ', '_')}")
+    folder = "editors" if args.world == "toy" else "ldm_editors"
+    out = Path(args.out or f"runs/{folder}/{args.edit or target.replace(' ', '_')}")
+    from .parallel import local_device
+
+    device = local_device() if args.device == "auto" else torch.device(args.device)
+    unet.to(device)
+    if codec is not None:
+        codec.to(device)
     images, _ = toy.sample(args.n_images, seed=args.seed)  # the training seed stream; evaluation uses held-out
-    result = train_editor(unet, schedule, load_tiny_clip(), images, config, out, resume=not args.no_resume)
+    result = train_editor(unet, schedule, load_tiny_clip(device=device), images.to(device), config, out,
+                          resume=not args.no_resume, codec=codec)
     print(f"editor: {result.weights}")
+
+
+def _toy_models(world: str):
+    """(unet, schedule, codec) of a toy world: 'toy' (pixels, codec None) or 'toy-ldm' (latents)."""
+    if world == "toy":
+        from .models import load_toy_ddpm
+
+        return (*load_toy_ddpm(), None)
+    if world == "toy-ldm":
+        from .ldm import load_toy_ldm
+
+        ldm = load_toy_ldm()
+        return ldm.unet, ldm.schedule, ldm.codec
+    raise SystemExit(f"--world {world!r} is not available here: use --world toy or --world toy-ldm "
+                     "(real models: the notebooks' WORLD switch on a GPU)")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
+    import torch
+
     from . import toy
     from .editing import Intervals
     from .evaluate_edits import check_edit_name, evaluate_editor
     from .evaluator import load_evaluator
-    from .models import WEIGHTS_DIR, load_toy_ddpm
+    from .models import WEIGHTS_DIR
     from .tiny_clip import load_tiny_clip
     from .train_asyrp import EDITOR_FILE, cached_inversion, load_editor, shipped_editor_file
 
-    if args.world != "toy":
-        raise SystemExit("evaluate measures edits against ground truth, which only the toy world has: --world toy")
+    if args.world not in ("toy", "toy-ldm"):
+        raise SystemExit("evaluate measures edits against ground truth, which only the toy worlds have: "
+                         "--world toy or --world toy-ldm")
     check_edit_name(args.attribute)
-    unet, schedule = load_toy_ddpm()
+    unet, schedule, codec = _toy_models(args.world)
     if args.editor:
         path = Path(args.editor)
         path = path / EDITOR_FILE if path.is_dir() else path
         if not path.is_file():
             raise SystemExit(f"no editor at {path}; train one with "
-                             f"`asyrp-edu train --world toy --edit {args.attribute} --out {args.editor}`")
+                             f"`asyrp-edu train --world {args.world} --edit {args.attribute} --out {args.editor}`")
         editor, config = load_editor(unet, path)
-    elif (WEIGHTS_DIR / shipped_editor_file(args.attribute)).is_file():
-        editor, config = load_editor(unet, edit=args.attribute)
+    elif (WEIGHTS_DIR / shipped_editor_file(args.attribute, args.world)).is_file():
+        editor, config = load_editor(unet, edit=args.attribute, world=args.world)
     else:
-        raise SystemExit(f"no shipped editor for {args.attribute!r}; train one with "
-                         f"`asyrp-edu train --world toy --edit {args.attribute}` and pass --editor runs/editors/"
-                         f"{args.attribute}")
+        raise SystemExit(f"no shipped editor for {args.attribute!r} in {args.world}; train one with "
+                         f"`asyrp-edu train --world {args.world} --edit {args.attribute}` and pass --editor "
+                         f"runs/{'editors' if args.world == 'toy' else 'ldm_editors'}/{args.attribute}")
     steps = args.steps or config.num_steps
     originals, _ = toy.sample(args.n, seed=args.seed, heldout=True)
-    x_T = cached_inversion(unet, schedule, originals, steps, Path("runs/cache"), progress=not args.json)
+    with torch.no_grad():
+        start = codec.encode(originals) if codec is not None else originals
+    x_T = cached_inversion(unet, schedule, start, steps, Path("runs/cache"), progress=not args.json,
+                           latent=codec is not None)
     report = evaluate_editor(unet, schedule, editor, load_evaluator(), load_tiny_clip(), args.attribute, x_T,
-                             originals, Intervals(args.t_edit or config.t_edit), steps)
+                             originals, Intervals(args.t_edit or config.t_edit), steps, codec=codec)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
 
 
@@ -146,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("measure", help="measure the toy DDPM: sample attribute marginals, reconstruction error")
-    p.add_argument("--ddpm", default=None, help="a toy_ddpm.safetensors to measure instead of the shipped one")
+    p.add_argument("--world", default="toy", choices=("toy", "toy-ldm"))
+    p.add_argument("--ddpm", default=None, help="a toy_ddpm (or toy_ldm) .safetensors to measure instead of the "
+                                                "shipped one")
     p.add_argument("--evaluator", default=None, help="a judge to use instead of the shipped one")
     p.add_argument("--samples", type=int, default=512)
     p.add_argument("--sample-steps", type=int, default=50)
@@ -187,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "in the CLIP loss only, or with the unedited P_t")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, or auto (cuda:LOCAL_RANK per process under `accelerate launch`, else the CPU)")
     p.add_argument("--no-resume", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -203,17 +265,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-ddpm", help="train the toy DDPM (resumable; EMA weights as safetensors)")
     p.add_argument("--world", default="toy")
-    p.add_argument("--out", default="runs/toy_ddpm", help="folder for train_state.pt and toy_ddpm.safetensors")
+    p.add_argument("--out", help="folder for train_state.pt and the weights (default runs/toy_ddpm or runs/toy_ldm)")
+    p.add_argument("--autoencoder", help="toy-ldm: a toy_vae.safetensors to encode with (default: the shipped one)")
     p.add_argument("--steps", type=int, default=8000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--fp32", action="store_true", help="train in float32 instead of bfloat16 autocast")
-    p.add_argument("--coarse-weight", type=float, default=1.0,
-                   help="weight of the coarse P_t loss that keeps sample colours right (0 = plain L_simple)")
+    p.add_argument("--coarse-weight", type=float,
+                   help="weight of the coarse P_t loss that keeps sample colours right (0 = plain L_simple; "
+                        "default 1.0 for toy, 0.05 for toy-ldm)")
     p.add_argument("--no-resume", action="store_true", help="start over even if train_state.pt exists")
     p.set_defaults(func=_cmd_train_ddpm)
+
+    p = sub.add_parser("train-vae", help="train the toy LDM's autoencoder (AutoencoderKL, 32² -> 16² × 4)")
+    p.add_argument("--out", default="runs/toy_vae")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true", help="start over even if vae_state.pt exists")
+    p.set_defaults(func=_cmd_train_vae)
 
     p = sub.add_parser("train-evaluator", help="train the toy attribute judge on generator ground truth")
     p.add_argument("--out", default="runs/toy_evaluator.safetensors")

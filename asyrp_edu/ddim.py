@@ -148,9 +148,13 @@ def ddim_invert(
     num_steps: int = 40,
     progress: bool = True,
     return_trajectory: bool = False,
+    latent: bool = False,
 ):
-    """Deterministic DDIM inversion x0 -> x_T on the grid of `Schedule.timesteps` (never clipped)."""
-    check_images(x0, channels=x0.shape[1] if x0.ndim == 4 else 3, name="x0")
+    """Deterministic DDIM inversion x0 -> x_T on the grid of `Schedule.timesteps` (never clipped).
+
+    latent=True: x0 are an LDM's latents z0, which need not lie in [-1, 1].
+    """
+    check_images(x0, channels=x0.shape[1] if x0.ndim == 4 else 3, name="x0", check_range=not latent)
     grid = list(reversed(schedule.timesteps(num_steps)))  # ascending [0, …, T − T/n]
     x, s = x0, -1
     trajectory = [x0]

@@ -62,12 +62,15 @@ class EditReport:
 @torch.no_grad()
 def evaluate_editor(unet, schedule: Schedule, editor, judge, clip, edit: str, x_T: torch.Tensor,
                     originals: torch.Tensor, intervals: Intervals, num_steps: int = 40,
-                    with_symmetric: bool = True) -> EditReport:
-    """Generate with and without the editor from the same inverted x_T; judge and compare the attributes."""
+                    with_symmetric: bool = True, codec=None) -> EditReport:
+    """Generate with and without the editor from the same inverted x_T; judge and compare the attributes.
+
+    codec: for a latent diffusion model (x_T are latents); results are decoded before judging."""
     spec = check_edit_name(edit)
-    recon = ddim_generate(unet_noise_model(unet), x_T, schedule, num_steps, clip_x0=False, progress=False)
+    to_image = codec.decode if codec is not None else (lambda x: x)
+    recon = to_image(ddim_generate(unet_noise_model(unet), x_T, schedule, num_steps, clip_x0=False, progress=False))
     shown = recon.clamp(-1, 1)  # the unedited result as an image
-    edited = generate_edited(unet, x_T, schedule, editor, intervals, num_steps).clamp(-1, 1)
+    edited = to_image(generate_edited(unet, x_T, schedule, editor, intervals, num_steps)).clamp(-1, 1)
     before, after = judge(shown), judge(edited)
     name = spec["attribute"]
     if name == "alien":
@@ -84,7 +87,7 @@ def evaluate_editor(unet, schedule: Schedule, editor, judge, clip, edit: str, x_
                         float((after["glasses"] != before["glasses"]).float().mean()) if name != "glasses" else 0.0,
                         s_dir, float((recon - originals).pow(2).mean()))
     if with_symmetric:
-        sym = generate_edited(unet, x_T, schedule, editor, intervals, num_steps, symmetric=True).clamp(-1, 1)
+        sym = to_image(generate_edited(unet, x_T, schedule, editor, intervals, num_steps, symmetric=True)).clamp(-1, 1)
         report.symmetric_change = float((judge(sym)[name] - before[name]).mean()) if name != "alien" else \
             float((greenness(sym) - greenness(shown)).mean())
     return report

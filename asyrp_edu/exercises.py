@@ -168,3 +168,30 @@ def check_mixed_delta(student_fn: Callable[[list[torch.Tensor], list[float]], to
     hints = {"weight each Δh_i by its coefficient c_i before adding": sum(deltas),
              "the paper adds the directions (Σ c_i·Δh_i); it does not average them": expected / 3}
     return _compare(student_fn(deltas, coeffs), expected, hints, "combined Δh")
+
+
+def check_latent_scaling(student_fn: Callable[[torch.Tensor, float, float], torch.Tensor]) -> Verdict:
+    """Exercise: student_fn(E(x), scale, shift) -> the latent the U-Net sees, z = (E(x) − shift) · scale."""
+    g = torch.Generator().manual_seed(6)
+    raw, scale, shift = torch.randn(2, 4, 8, 8, generator=g) * 3 + 0.5, 0.4, 0.5
+    expected = (raw - shift) * scale
+    hints = {"subtract the shift before scaling: (E(x) − shift) · scale": raw * scale - shift,
+             "multiply by the scale (it shrinks a wide latent to unit spread), do not divide": (raw - shift) / scale,
+             "that is the way back (z / scale + shift), which the decoder applies": raw / scale + shift}
+    return _compare(student_fn(raw, scale, shift), expected, hints, "latent z")
+
+
+def check_decoded_P_t(student_fn: Callable[[torch.Tensor, torch.Tensor, float, Callable], torch.Tensor]) -> Verdict:
+    """Exercise: student_fn(z_t, eps, alpha_bar_t, decode) -> the image the CLIP loss sees: D(P_t) of the latent."""
+    g = torch.Generator().manual_seed(7)
+    z_t, eps, a = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g), 0.3
+    weights = torch.randn(3, 4, generator=g)
+
+    def decode(z: torch.Tensor) -> torch.Tensor:  # a stand-in decoder: a fixed 1×1 conv and ×2 upsampling
+        return torch.nn.functional.interpolate(torch.einsum("oc,bchw->bohw", weights, z), scale_factor=2)
+
+    expected = decode(predict_x0(z_t, eps, a))
+    hints = {"decode P_t, not z_t: the loss judges the predicted clean image": decode(z_t),
+             "P_t = (z_t − sqrt(1 − alpha_bar)·ε) / sqrt(alpha_bar), then decode it":
+             decode((z_t - (1 - a) * eps) / a)}
+    return _compare(student_fn(z_t, eps, a, decode), expected, hints, "decoded P_t")

@@ -104,7 +104,13 @@ def load_checked(path: Path | None, name: str, command: str) -> tuple[dict[str, 
 
 def load_toy_ddpm(path: Path | None = None, device: str | torch.device = "cpu"):
     """The shipped toy DDPM (EMA weights) as (UNet2DModel in eval mode, Schedule)."""
-    tensors, metadata = load_checked(path, TOY_DDPM_FILE, "train-ddpm --world toy")
+    return load_shipped_unet(path, TOY_DDPM_FILE, "train-ddpm --world toy", device)
+
+
+def load_shipped_unet(path: Path | None, name: str, command: str, device: str | torch.device = "cpu"):
+    """A U-Net saved by `train_ddpm.export_ema` (the shipped `name` by default) as (UNet2DModel in eval mode,
+    Schedule), with its config and schedule read from the file's metadata."""
+    tensors, metadata = load_checked(path, name, command)
     config = json.loads(metadata["unet_config"]) if "unet_config" in metadata else TOY_UNET_CONFIG
     unet = build_unet(config)
     unet.load_state_dict({k: v.float() for k, v in tensors.items()})

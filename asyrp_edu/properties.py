@@ -103,24 +103,29 @@ def mean_changes(unet, schedule: Schedule, delta_h, t_edit: int, judge, x_T: tor
 
 @torch.no_grad()
 def combination_effects(unet, schedule: Schedule, editors: dict[str, tuple[torch.nn.Module, int, str]], judge,
-                        x_T: torch.Tensor, num_steps: int = 40, base: dict[str, torch.Tensor] | None = None
-                        ) -> dict[str, dict[str, float]]:
+                        x_T: torch.Tensor, num_steps: int = 40, base: dict[str, torch.Tensor] | None = None,
+                        solo: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
     """Each editor's effect on its own attribute alone and with all the others (Δh = Σ Δh_i): {name: {solo, mixed,
-    ratio}}. editors maps a name to (f_t, t_edit, judged attribute); the mix edits until the latest t_edit."""
+    ratio}}. editors maps a name to (f_t, t_edit, judged attribute); the mix edits until the latest t_edit.
+    solo: the editors' own effects when already measured (e.g. by `measure_linearity` at scale 1)."""
     t_mix = min(t for _, t, _ in editors.values())
     base = unedited_judgement(unet, schedule, judge, x_T, num_steps) if base is None else base
     mix = MixedEditor({n: e for n, (e, _, _) in editors.items()}, {n: 1.0 for n in editors})
     mixed = mean_changes(unet, schedule, mix, t_mix, judge, x_T, [a for _, _, a in editors.values()], num_steps, base)
     report = {}
     for name, (editor, t_edit, attribute) in editors.items():
-        solo = mean_changes(unet, schedule, editor, t_edit, judge, x_T, [attribute], num_steps, base)[attribute]
-        report[name] = {"solo": solo, "mixed": mixed[attribute], "ratio": mixed[attribute] / solo if solo else 0.0}
+        alone = solo[name] if solo and name in solo else \
+            mean_changes(unet, schedule, editor, t_edit, judge, x_T, [attribute], num_steps, base)[attribute]
+        report[name] = {"solo": alone, "mixed": mixed[attribute], "ratio": mixed[attribute] / alone if alone else 0.0}
     return report
 
 
-def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int = 16) -> dict:
+def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int = 16,
+                  edits: tuple[str, ...] = ("smiling", "glasses", "tanned", "blonde")) -> dict:
     """Issue-4 measurements on the shipped toy models and editors: linearity, homogeneity, combinations (JSON-ready)."""
     from pathlib import Path
+
+    from tqdm.auto import tqdm
 
     from . import toy
     from .evaluate_edits import TOY_EDITS
@@ -134,24 +139,38 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
     x_T = cached_inversion(unet, schedule, faces, num_steps, Path("runs/cache"), progress=False)
     train_faces, _ = toy.sample(n_global, seed=seed)
     train_x_T = cached_inversion(unet, schedule, train_faces, num_steps, Path("runs/cache"), progress=False)
-    editors = {e: load_editor(unet, edit=e) for e in ("smiling", "glasses", "tanned", "blonde")}
+    editors = {e: load_editor(unet, edit=e) for e in edits}
+    groups = [g for g in (("smiling", "glasses"), ("smiling", "glasses", "tanned")) if set(g) <= set(edits)]
+    bar = tqdm(total=1 + 3 * len(editors) + len(groups), desc="h-space report")
     base = unedited_judgement(unet, schedule, judge, x_T, num_steps)  # computed once, shared by every measurement
+    bar.update()
     report: dict = {"n": n, "linearity": {}, "homogeneity": {}, "combinations": {}}
+    solo = {}
     for name, (editor, config) in editors.items():
         attribute = TOY_EDITS[name]["attribute"]
+        bar.set_postfix_str(f"{name}: linearity")
         lin = measure_linearity(unet, schedule, editor, config.t_edit, judge, attribute, x_T, num_steps, base=base)
         report["linearity"][name] = lin.__dict__
+        solo[name] = lin.mean_change[lin.scales.index(1.0)]  # scale 1 is f_t itself
+        bar.update()
+        bar.set_postfix_str(f"{name}: global Δh")
         per_image = delta_h_along_trajectory(unet, schedule, editor, config.t_edit, train_x_T, num_steps)
-        effects = {label: mean_changes(unet, schedule, dh, config.t_edit, judge, x_T, [attribute], num_steps,
-                                       base)[attribute]
-                   for label, dh in (("f_t", editor), ("mean_over_images", global_delta_h(per_image)),
-                                     ("mean_over_images_and_t", global_delta_h(per_image, over_timesteps=True)))}
+        bar.update()
+        effects = {"f_t": solo[name]}
+        for label, dh in (("mean_over_images", global_delta_h(per_image)),
+                          ("mean_over_images_and_t", global_delta_h(per_image, over_timesteps=True))):
+            effects[label] = mean_changes(unet, schedule, dh, config.t_edit, judge, x_T, [attribute], num_steps,
+                                          base)[attribute]
+        bar.update()
         ts, cos = timestep_cosines(global_delta_h(per_image))
         report["homogeneity"][name] = {**effects, "share_images": effects["mean_over_images"] / effects["f_t"],
                                        "share_images_and_t": effects["mean_over_images_and_t"] / effects["f_t"],
                                        "mean_cos_across_t": float(cos[~torch.eye(len(ts), dtype=bool)].mean())}
-    for group in (("smiling", "glasses"), ("smiling", "glasses", "tanned")):
+    for group in groups:
+        bar.set_postfix_str(" + ".join(group))
         parts = {g: (editors[g][0], editors[g][1].t_edit, TOY_EDITS[g]["attribute"]) for g in group}
         report["combinations"][" + ".join(group)] = combination_effects(unet, schedule, parts, judge, x_T, num_steps,
-                                                                        base)
+                                                                        base, solo)
+        bar.update()
+    bar.close()
     return report

@@ -10,21 +10,25 @@ from .ddim import Schedule, ddim_generate, ddim_invert, unet_noise_model
 
 @torch.no_grad()
 def sample_from_noise(unet, schedule: Schedule, n: int, num_steps: int = 50, seed: int = 0,
-                      batch_size: int = 128, progress: bool = True) -> torch.Tensor:
-    """n DDIM samples (n, 3, H, W) from pure noise, x0 clipped, deterministic from seed."""
+                      batch_size: int = 128, progress: bool = True, codec=None) -> torch.Tensor:
+    """n DDIM samples (n, 3, H, W) from pure noise, deterministic from seed: x0 clipped for a pixel model; for a latent
+    model (codec given) the latents stay unclipped and are decoded."""
     g = torch.Generator().manual_seed(seed)
     size, device = unet.config.sample_size, next(unet.parameters()).device
     out = []
     for start in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress):
         x_T = torch.randn(min(batch_size, n - start), unet.config.in_channels, size, size, generator=g)
-        out.append(ddim_generate(unet_noise_model(unet), x_T.to(device), schedule, num_steps, progress=False).cpu())
+        x0 = ddim_generate(unet_noise_model(unet), x_T.to(device), schedule, num_steps, clip_x0=codec is None,
+                           progress=False)
+        out.append((x0 if codec is None else codec.decode(x0).clamp(-1, 1)).cpu())
     return torch.cat(out)
 
 
 def sample_marginals(unet, schedule: Schedule, evaluator, n: int = 512, num_steps: int = 50, seed: int = 0,
-                     progress: bool = True) -> dict[str, dict[str, float]]:
-    """Per attribute: the generator's true mean/std and the judge's mean/std on n model samples."""
-    samples = sample_from_noise(unet, schedule, n, num_steps, seed=seed, progress=progress)
+                     progress: bool = True, codec=None) -> dict[str, dict[str, float]]:
+    """Per attribute: the generator's true mean/std and the judge's mean/std on n model samples (decoded by codec
+    for a latent model)."""
+    samples = sample_from_noise(unet, schedule, n, num_steps, seed=seed, progress=progress, codec=codec)
     judged = evaluator(samples)
     truth = toy.sample_attributes(8192, seed=seed + 1)
     report = {}

@@ -39,6 +39,10 @@ DDPMS: dict[str, PretrainedDDPM] = {
     "bedroom": PretrainedDDPM("google/ddpm-ema-bedroom-256", "main", "bedroom", "_LC_bedroom_t999_ninv40_ngen40_0.pth"),
     "cat": PretrainedDDPM("google/ddpm-ema-cat-256", "main", None, None),
 }
+# Latent diffusion models (diffusers LDMPipeline layout: unet/, vqvae/, scheduler/).
+LDMS: dict[str, PretrainedDDPM] = {
+    "ldm_celebahq": PretrainedDDPM("CompVis/ldm-celebahq-256", "main", "celeba", None),
+}
 CLIPS: dict[str, tuple[str, str]] = {"ViT-B-32": ("ViT-B-32", "openai"), "ViT-B-16": ("ViT-B-16", "openai")}
 
 
@@ -104,6 +108,40 @@ def load_ddpm(name_or_folder: str | Path, device: str | torch.device = "cpu", re
         unet = UNet2DModel.from_pretrained(entry.repo_id, revision=revision, **offline)
         schedule = Schedule.from_diffusers(DDPMScheduler.from_pretrained(entry.repo_id, revision=revision, **offline))
     return unet.eval().requires_grad_(False).to(device), schedule
+
+
+def load_ldm(name_or_folder: str | Path, device: str | torch.device = "cpu", revision: str | None = None):
+    """A pretrained latent diffusion model as `ldm.LatentDDPM` (U-Net on z, schedule, VQ-VAE codec): a short name
+    (see LDMS) or a local folder laid out as diffusers' LDMPipeline (unet/, vqvae/, scheduler/)."""
+    from diffusers import DDIMScheduler, UNet2DModel, VQModel
+
+    from .autoencoder import LatentCodec
+    from .ldm import LatentDDPM
+
+    path = Path(name_or_folder)
+    if path.is_dir():
+        missing = [d for d in ("unet", "vqvae", "scheduler") if not (path / d).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{path} lacks {missing}; an LDM folder holds unet/, vqvae/ and scheduler/ "
+                                    "(LDMPipeline.save_pretrained(folder) writes them)")
+        source, options = str(path), {}
+    else:
+        if str(name_or_folder) not in LDMS:
+            raise KeyError(f"unknown latent model {name_or_folder!r}: use one of {sorted(LDMS)}, a local folder, "
+                           "or 'toy-ldm'")
+        entry = LDMS[str(name_or_folder)]
+        revision = revision or entry.revision
+        if not _cached(entry.repo_id, revision, "unet/config.json") and not hub_reachable():
+            raise WeightsUnavailable(how_to_get(f"{entry.repo_id} (revision {revision})"))
+        source = entry.repo_id
+        options = {"revision": revision, **({} if hub_reachable(timeout=1.0) else {"local_files_only": True})}
+    unet = UNet2DModel.from_pretrained(source, subfolder="unet", **options)
+    vqvae = VQModel.from_pretrained(source, subfolder="vqvae", **options)
+    schedule = Schedule.from_diffusers(DDIMScheduler.from_pretrained(source, subfolder="scheduler", **options))
+    # as diffusers' LDMPipeline: the U-Net's latent is z = scaling_factor · E(x), decoded as D(z / scaling_factor)
+    codec = LatentCodec(vqvae, scale=float(vqvae.config.scaling_factor), shift=0.0)
+    return LatentDDPM(unet.eval().requires_grad_(False).to(device), schedule,
+                      codec.eval().requires_grad_(False).to(device))
 
 
 def official_editor_sums() -> dict[str, str]:

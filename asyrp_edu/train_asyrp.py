@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from safetensors.torch import load_file
@@ -17,6 +17,10 @@ from .editing import Intervals
 from .hspace import asymmetric_eps, h_shape, temb_dim
 from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
 from .models import load_checked, save_safetensors_atomic, save_torch_atomic
+from .parallel import process_group
+
+if TYPE_CHECKING:
+    from .autoencoder import LatentCodec
 
 STATE_FILE = "editor_state.pt"
 EDITOR_FILE = "editor.safetensors"
@@ -51,8 +55,10 @@ class EditorConfig:
 
 
 def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
-                     progress: bool = True) -> torch.Tensor:
-    """x_T of DDIM inversion, read from cache_dir when the same model, images and steps were inverted before."""
+                     progress: bool = True, latent: bool = False) -> torch.Tensor:
+    """x_T of DDIM inversion, read from cache_dir when the same model, images and steps were inverted before.
+
+    latent=True: images are an LDM's latents z0 (any range)."""
     key = hashlib.sha256()
     for p in unet.state_dict().values():
         key.update(p.detach().flatten()[:1024].cpu().numpy().tobytes())  # a fingerprint, not a full copy
@@ -61,7 +67,7 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
     path = Path(cache_dir) / f"inversion_{key.hexdigest()[:20]}.safetensors"
     if path.is_file():
         return load_file(str(path))["x_T"].to(images.device)
-    x_T = ddim_invert(unet_noise_model(unet), images, schedule, num_steps, progress=progress)
+    x_T = ddim_invert(unet_noise_model(unet), images, schedule, num_steps, progress=progress, latent=latent)
     save_safetensors_atomic({"x_T": x_T}, path)
     return x_T
 
@@ -83,15 +89,19 @@ class EditorTrainResult:
 
 def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: EditorConfig, out_dir: Path,
                  resume: bool = True, progress: bool = True, editor: torch.nn.Module | None = None,
-                 on_step: Callable[[EditorTrainResult], None] | None = None) -> EditorTrainResult:
+                 on_step: Callable[[EditorTrainResult], None] | None = None,
+                 codec: LatentCodec | None = None) -> EditorTrainResult:
     """Train f_t (or any Δh module, e.g. a ConstantDeltaH) so that P_t moves along ΔT; one update per batch and
-    edited timestep, as the authors do. on_step(result) runs after every update (e.g. to redraw a live loss plot)."""
+    edited timestep, as the authors do. on_step(result) runs after every update (e.g. to redraw a live loss plot).
+
+    codec: for a latent diffusion model. images stay pixels; the U-Net runs on z0 = codec.encode(images), and both
+    losses see the decoded P_t = codec.decode(P_t^latent), with gradients through the decoder."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     delta_T, text_cos = text_direction(clip.encode_text, config.source, config.target, config.templates)
     lambda_recon = default_lambda_recon(text_cos) if config.lambda_recon is None else config.lambda_recon
-    editor = new_editor(unet) if editor is None else editor
+    editor = (new_editor(unet) if editor is None else editor).to(images.device)
     optimizer = torch.optim.Adam(editor.parameters(), lr=config.lr)
     done = 0  # batches finished, over all epochs
     state_path = out_dir / STATE_FILE
@@ -100,23 +110,40 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
         editor.load_state_dict(state["editor"])
         optimizer.load_state_dict(state["optimizer"])
         done = int(state["batches_done"])
-    x_T_all = cached_inversion(unet, schedule, images, config.num_steps, out_dir / "cache", progress)
+    group = process_group()  # data-parallel over images under `accelerate launch` / torchrun; else a group of one
+    batches = [slice(i, i + config.batch_size) for i in range(0, len(images), config.batch_size)]
+    own = sorted(i for b in batches for i in group.shard(b, len(images)))  # the images this process edits
+    position = {i: k for k, i in enumerate(own)}
+    if codec is not None:
+        with torch.no_grad():
+            z0 = codec.encode(images[own])  # (N, C_z, h, w): what the latent U-Net was trained on
+        x_T_own = cached_inversion(unet, schedule, z0, config.num_steps, out_dir / "cache",
+                                   progress and group.is_main, latent=True)
+    else:
+        x_T_own = cached_inversion(unet, schedule, images[own], config.num_steps, out_dir / "cache",
+                                   progress and group.is_main)
+    to_image = codec.decode if codec is not None else (lambda x: x)
     grid = schedule.timesteps(config.num_steps)  # descending
     timesteps = [t for t in grid if t >= config.t_edit]  # the editing interval [T, t_edit]
-    batches = [slice(i, i + config.batch_size) for i in range(0, len(images), config.batch_size)]
     result = EditorTrainResult(editor, out_dir / EDITOR_FILE)
     total = config.epochs * len(batches)
     bar = tqdm(total=total * len(timesteps), initial=done * len(timesteps), desc=f"train f_t: {config.target}",
-               disable=not progress)
+               disable=not (progress and group.is_main))
     for b in range(done, total):
-        x = x_T_all[batches[b % len(batches)]]  # (B, C, H, W): start of the edited trajectory
-        x0 = images[batches[b % len(batches)]]  # (B, C, H, W): the images being edited
+        mine = group.shard(batches[b % len(batches)], len(images))
+        x = x_T_own[[position[i] for i in mine]]  # (B, C, H, W): start of the edited trajectory
+        x0 = images[mine]  # (B, 3, H, W): the images being edited
         for i, t in enumerate(timesteps):
             t_prev = schedule.previous(grid, i)
             eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor)
             a_t = schedule.at(t)
             # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^source = P_t(ε_θ(x_t))
             P_edit, P_source = predict_x0(x, eps_edit, a_t), predict_x0(x, eps, a_t)
+            if codec is not None:  # the losses compare images: D(P_t), gradients through the frozen decoder
+                P_edit = to_image(P_edit)  # (B, 3, H, W)
+                if config.reference != "authors":  # the L1 term compares with the unedited P_t
+                    with torch.no_grad():
+                        P_source = to_image(P_source)
             recon_reference = x0 if config.reference == "authors" else P_source.detach()
             clip_reference = x0 if config.reference in ("authors", "x0") else None
             parts = asyrp_loss(clip.encode_image, P_edit, recon_reference, delta_T, lambda_recon,
@@ -126,6 +153,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
                                          f"lower the learning rate (now {config.lr}) or lambda_clip")
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
+            group.average_gradients(editor)  # every process takes the same step: the mean over the whole batch
             optimizer.step()
             result.losses.append(parts["loss"].item())
             result.s_dir.append(parts["s_dir"].item())
@@ -136,26 +164,34 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             # continue along the edited trajectory without gradients: x_{t-1} from the asymmetric step
             with torch.no_grad():
                 x = ddim_step(x, eps_edit.detach(), eps.detach(), t, t_prev, schedule).prev_sample
-        save_torch_atomic({"editor": editor.state_dict(), "optimizer": optimizer.state_dict(),
-                            "batches_done": b + 1}, state_path)
+        if group.is_main:
+            save_torch_atomic({"editor": editor.state_dict(), "optimizer": optimizer.state_dict(),
+                                "batches_done": b + 1}, state_path)
+        group.barrier()
     bar.close()
     metadata = {"config": json.dumps(asdict(config)), "lambda_recon": lambda_recon, "text_cosine": text_cos,
-                "h_shape": json.dumps(h_shape(unet)), "temb_dim": temb_dim(unet)}
-    save_safetensors_atomic(editor.state_dict(), result.weights, metadata)
+                "h_shape": json.dumps(h_shape(unet)), "temb_dim": temb_dim(unet), "latent": codec is not None}
+    if group.is_main:
+        save_safetensors_atomic(editor.state_dict(), result.weights, metadata)
+    group.barrier()
     return result
 
 
-def shipped_editor_file(edit: str) -> str:
-    """File name of a shipped toy editor inside asyrp_edu/weights/."""
-    return f"editor_{edit}.safetensors"
+def shipped_editor_file(edit: str, world: str = "toy") -> str:
+    """File name of a shipped editor inside asyrp_edu/weights/ (world 'toy' or 'toy-ldm')."""
+    if world not in ("toy", "toy-ldm"):
+        raise ValueError(f"editors ship for the worlds 'toy' and 'toy-ldm', not {world!r}")
+    return f"editor_{edit}.safetensors" if world == "toy" else f"ldm_editor_{edit}.safetensors"
 
 
-def load_editor(unet, path: Path | None = None, edit: str | None = None) -> tuple[DeltaBlock, EditorConfig]:
-    """A trained f_t for this U-Net and the config it was trained with: from path, or the shipped toy editor `edit`."""
+def load_editor(unet, path: Path | None = None, edit: str | None = None,
+                world: str = "toy") -> tuple[DeltaBlock, EditorConfig]:
+    """A trained f_t for this U-Net and the config it was trained with: from path, or the shipped editor `edit` of
+    the toy world (world='toy') or of the toy LDM (world='toy-ldm')."""
     if path is None and edit is None:
         raise ValueError("give the editor's file (path=...) or the name of a shipped toy editor (edit='smiling')")
-    command = f"train --world toy --edit {edit or 'NAME'}"
-    tensors, metadata = load_checked(Path(path) if path else None, shipped_editor_file(edit or ""), command)
+    command = f"train --world {world} --edit {edit or 'NAME'}"
+    tensors, metadata = load_checked(Path(path) if path else None, shipped_editor_file(edit or "", world), command)
     if "conv1.weight" not in tensors or "temb_proj.weight" not in tensors:
         raise ValueError(f"{path or edit} is not an f_t checkpoint (no conv1/temb_proj weights); "
                          f"train one with `asyrp-edu {command}`")

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,8 +64,15 @@ def train_ddpm(
     bf16: bool = True,
     coarse_weight: float = 1.0,
     progress: bool = True,
+    draw: Callable[[int, int], torch.Tensor] | None = None,
+    weights_file: str = TOY_DDPM_FILE,
+    metadata: dict | None = None,
+    coarse_cell: int = 8,
 ) -> DDPMTrainResult:
-    """Train (or resume) the toy DDPM in out_dir; writes train_state.pt and the EMA weights as safetensors."""
+    """Train (or resume) the toy DDPM in out_dir; writes train_state.pt and the EMA weights as safetensors.
+
+    draw(batch_size, seed) gives the training batch x0 (default: toy faces; the toy LDM passes their latents).
+    """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps={steps} and batch_size={batch_size} must both be >= 1")
     out_dir = Path(out_dir)
@@ -90,13 +98,14 @@ def train_ddpm(
         warm = min(1.0, (step + 1) / 200)
         return lr * warm * (0.55 + 0.45 * math.cos(math.pi * min(step / steps, 1.0)))
 
-    result = DDPMTrainResult(weights=out_dir / TOY_DDPM_FILE, step=start)
+    result = DDPMTrainResult(weights=out_dir / weights_file, step=start)
+    draw = draw or (lambda n, s: toy.sample(n, seed=s)[0])
     model.train()
     bar = tqdm(range(start, steps), desc="train toy DDPM", disable=not progress, initial=start, total=steps)
     for step in bar:
         # Every step draws its own images, timesteps and noise from (seed, step): resuming replays the same run.
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        x0, _ = toy.sample(batch_size, seed=seed * 1_000_003 + step)  # (B, 3, 32, 32)
+        x0 = draw(batch_size, seed * 1_000_003 + step)  # (B, 3, 32, 32) faces, or (B, 4, 16, 16) latents
         t = torch.randint(0, schedule.T, (batch_size,), generator=g)
         eps = torch.randn(x0.shape, generator=g)
         x0, t, eps = x0.to(device), t.to(device), eps.to(device)
@@ -106,7 +115,8 @@ def train_ddpm(
             eps_pred = model(x_t, t).sample
         loss = F.mse_loss(eps_pred.float(), eps)
         if coarse_weight > 0:
-            loss = loss + coarse_weight * coarse_x0_loss(eps_pred.float(), eps, schedule.alpha_bar[t.cpu()].float().to(device))
+            alpha_bar_t = schedule.alpha_bar[t.cpu()].float().to(device)
+            loss = loss + coarse_weight * coarse_x0_loss(eps_pred.float(), eps, alpha_bar_t, cell=coarse_cell)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate (--lr)")
         for group in optimizer.param_groups:
@@ -122,7 +132,7 @@ def train_ddpm(
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
             save_torch_atomic({"model": model.state_dict(), "ema": ema.state_dict(),
                                 "optimizer": optimizer.state_dict(), "step": step + 1}, state_path)
-    export_ema(ema, result.weights, config, seed=seed, steps=result.step)
+    export_ema(ema, result.weights, config, seed=seed, steps=result.step, **(metadata or {}))
     return result
 
 

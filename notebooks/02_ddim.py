@@ -41,15 +41,17 @@ if "google.colab" in sys.modules:
 import matplotlib.pyplot as plt
 import torch
 
-from asyrp_edu import toy
 from asyrp_edu.ddim import ddim_generate, ddim_invert, unet_noise_model
 from asyrp_edu.exercises import check_direction_to_xt, check_predict_x0
-from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.settings import smoke, steps
 from asyrp_edu.viz import image_grid
+from asyrp_edu.world import load_world
 
-unet, schedule = load_toy_ddpm()
+WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
+world = load_world(WORLD)  # on Colab (T4) with a real model: ~3 min for the whole notebook, < 2 GB GPU memory
+unet, schedule, size, device = world.unet, world.schedule, world.image_size, world.device
 eps_model = unet_noise_model(unet)
+real = world.name != "toy"
 
 # %% [markdown]
 # ## 1 · P_t and D_t along the trajectory
@@ -58,11 +60,11 @@ eps_model = unet_noise_model(unet)
 
 # %%
 n_steps = steps(50, 10)
-x_T = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+x_T = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(7)).to(device)
 x0, trajectory = ddim_generate(eps_model, x_T, schedule, num_steps=n_steps, return_trajectory=True)
 pick = [trajectory[i] for i in torch.linspace(0, len(trajectory) - 1, 8).long().tolist()]
-image_grid([torch.cat([o.prev_sample for _, o in pick]), torch.cat([o.P_t for _, o in pick]),
-            torch.cat([o.D_t / o.D_t.abs().amax().clamp(min=1e-8) for _, o in pick])],
+image_grid([torch.cat([o.prev_sample for _, o in pick]).cpu(), torch.cat([o.P_t for _, o in pick]).cpu(),
+            torch.cat([o.D_t / o.D_t.abs().amax().clamp(min=1e-8) for _, o in pick]).cpu()],
            row_titles=["x_{t-1}", "P_t", "D_t (scaled)"], col_titles=[f"t = {t}" for t, _ in pick]);
 
 # %%
@@ -79,10 +81,10 @@ ax.invert_xaxis(); ax.set_xlabel("t (sampling runs right to left → left to rig
 
 # %%
 etas = [0.0, 0.25, 0.5, 0.75, 1.0]
-x_T = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+x_T = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(3)).to(device)
 rows = [ddim_generate(eps_model, x_T, schedule, num_steps=n_steps, eta=eta,
                       generator=torch.Generator().manual_seed(0), progress=False) for eta in etas]
-image_grid(rows, row_titles=[f"η = {eta}" for eta in etas]);
+image_grid([r.cpu() for r in rows], row_titles=[f"η = {eta}" for eta in etas]);
 
 # %% [markdown]
 # ## 3 · Inversion and reconstruction
@@ -91,9 +93,9 @@ image_grid(rows, row_titles=[f"η = {eta}" for eta in etas]);
 # reconstruction are never clipped; clipping P_t to [−1, 1] is only for sampling from pure noise.
 
 # %%
-faces, _ = toy.sample(16, seed=0, heldout=True)
+faces = world.images(4 if real else 16)  # held-out toy faces, or (real world) the model's own samples
 rows = []
-for n in ([5, 10] if smoke() else [5, 10, 20, 40, 100]):
+for n in ([5, 10] if smoke() else [5, 10, 20, 40] if real else [5, 10, 20, 40, 100]):
     x_T = ddim_invert(eps_model, faces, schedule, num_steps=n, progress=False)
     recon = ddim_generate(eps_model, x_T, schedule, num_steps=n, clip_x0=False, progress=False)
     rows.append((n, float((recon - faces).pow(2).mean()), recon))
@@ -105,7 +107,8 @@ plt.loglog([n for n, _, _ in rows], [m for _, m, _ in rows], "o-")
 plt.xlabel("DDIM steps"); plt.ylabel("MSE (images in [−1, 1])"); plt.title("inversion + reconstruction error");
 
 # %%
-image_grid([faces[:8]] + [r[:8] for _, _, r in rows], row_titles=["original"] + [f"{n} steps" for n, _, _ in rows]);
+image_grid([faces[:8].cpu()] + [r[:8].cpu() for _, _, r in rows],
+           row_titles=["original"] + [f"{n} steps" for n, _, _ in rows]);
 
 # %% [markdown]
 # ## Exercises

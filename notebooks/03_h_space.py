@@ -42,15 +42,18 @@ import tempfile
 
 import torch
 
-from asyrp_edu import hspace, toy
+from asyrp_edu import hspace
 from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.exercises import check_asymmetric_step
-from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet, load_toy_ddpm
+from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
 from asyrp_edu.settings import steps
 from asyrp_edu.train_asyrp import cached_inversion
 from asyrp_edu.viz import image_grid
+from asyrp_edu.world import load_world
 
-unet, schedule = load_toy_ddpm()
+WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
+world = load_world(WORLD)  # on Colab (T4) with a real model: ~3 min for the whole notebook, < 2 GB GPU memory
+unet, schedule, size, device = world.unet, world.schedule, world.image_size, world.device
 
 # %% [markdown]
 # ## 1 · Where is h?
@@ -62,9 +65,9 @@ unet, schedule = load_toy_ddpm()
 seen = {}
 hook = unet.mid_block.register_forward_hook(lambda module, inputs, h: seen.update(h=h.shape))
 with torch.no_grad():
-    unet(torch.zeros(1, 3, 32, 32), torch.tensor([500]))
+    unet(torch.zeros(1, 3, size, size, device=device), torch.tensor([500], device=device))
 hook.remove()
-print("toy h:", tuple(seen["h"]))
+print(f"{world.name} h:", tuple(seen["h"]))
 with torch.device("meta"):
     celeba = build_unet(CELEBA_HQ_UNET_CONFIG)
 print("CelebA-HQ h:", hspace.h_shape(celeba))
@@ -76,8 +79,8 @@ print("CelebA-HQ h:", hspace.h_shape(celeba))
 # run the decoder twice.
 
 # %%
-x, _ = toy.sample(4, seed=0, heldout=True)
-t = torch.tensor([600])
+x = world.images(2, seed=0)
+t = torch.tensor([600], device=device)
 with torch.no_grad():
     enc = hspace.encode(unet, x, t)
     split = hspace.decode(unet, enc)
@@ -92,16 +95,16 @@ print(f"h: {tuple(enc.h.shape)}, max |decode(encode(x)) − unet(x)| = {float((s
 
 # %%
 n_steps = steps(40, 10)
-faces, _ = toy.sample(4, seed=1, heldout=True)
+faces = world.images(4, seed=1)
 x_T = cached_inversion(unet, schedule, faces, n_steps, tempfile.mkdtemp(), progress=False)
 g = torch.Generator().manual_seed(0)
-random_dh = torch.randn(1, *hspace.h_shape(unet), generator=g)
+random_dh = torch.randn(1, *hspace.h_shape(unet), generator=g).to(device)
 random_dh = random_dh / random_dh.norm() * enc.h[:1].norm() * 0.5  # half the size of a typical h
 intervals = Intervals(t_edit=400)
 plain = generate_edited(unet, x_T, schedule, None, intervals, n_steps)
 asym = generate_edited(unet, x_T, schedule, random_dh, intervals, n_steps)
 sym = generate_edited(unet, x_T, schedule, random_dh, intervals, n_steps, symmetric=True)
-image_grid([faces, plain, asym, sym], row_titles=["original", "reconstructed", "asymmetric Δh", "symmetric Δh"]);
+image_grid([r.cpu() for r in (faces, plain, asym, sym)], row_titles=["original", "reconstructed", "asymmetric Δh", "symmetric Δh"]);
 print(f"mean |change| asymmetric: {float((asym - plain).abs().mean()):.3f}, "
       f"symmetric: {float((sym - plain).abs().mean()):.3f}")
 

@@ -49,3 +49,26 @@ def test_shipped_model_is_denoising_not_random():
     with torch.no_grad():
         pred = unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t).sample
     assert float((pred - eps).pow(2).mean()) < 0.1  # a random network would be near 1 or above
+
+
+def test_toy_autoencoder_reconstructs_held_out_faces():
+    from asyrp_edu.autoencoder import autoencoder_mse, load_toy_autoencoder
+
+    codec = load_toy_autoencoder()
+    assert codec.encode(toy.sample(2, seed=0)[0]).shape == (2, 4, 16, 16)
+    assert autoencoder_mse(codec, n=64, seed=11) <= 0.003
+
+
+def test_toy_ldm_has_h_at_8x8_and_denoises_latents():
+    from asyrp_edu.hspace import h_shape
+    from asyrp_edu.ldm import load_toy_ldm
+
+    ldm = load_toy_ldm()
+    assert h_shape(ldm.unet) == (96, 8, 8) and ldm.image_size == 32
+    x0, _ = toy.sample(8, seed=3, heldout=True)
+    with torch.no_grad():
+        z0 = ldm.codec.encode(x0)
+        eps = torch.randn_like(z0)
+        a = ldm.schedule.alpha_bar[300].float()
+        pred = ldm.unet(a.sqrt() * z0 + (1 - a).sqrt() * eps, torch.full((8,), 300)).sample
+    assert float((pred - eps).pow(2).mean()) < 0.5  # predicting zero would score 1.0

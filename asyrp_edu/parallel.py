@@ -1,0 +1,70 @@
+"""Data-parallel f_t training over images: one process per GPU (or CPU), as `accelerate launch` or `torchrun` start.
+
+The launcher describes the group in the environment (RANK, WORLD_SIZE, MASTER_ADDR, …). Every process holds the same
+f_t, takes its share of each batch of images, and averages its gradients with the others before the optimiser step,
+so the update equals the single-process update on the whole batch. Without a launcher this is a group of one.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place in the group: rank 0 … size − 1."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes checkpoints and shows progress."""
+        return self.rank == 0
+
+    def shard(self, batch: slice | range, length: int) -> list[int]:
+        """This process's indices of a batch: every size-th image, starting at rank."""
+        indices = list(range(length))[batch]
+        if len(indices) < self.size:
+            raise ValueError(f"a batch of {len(indices)} images cannot be split over {self.size} processes; "
+                             f"use --batch-size of at least {self.size} and at least that many images")
+        return indices[self.rank::self.size]
+
+    def average_gradients(self, module: torch.nn.Module) -> None:
+        """∇θ ← mean over processes of ∇θ (all-reduce), so every process takes the same optimiser step."""
+        if self.size == 1:
+            return
+        import torch.distributed as dist
+
+        for p in module.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad /= self.size
+
+    def barrier(self) -> None:
+        """Wait until every process gets here (e.g. until rank 0 has written a checkpoint)."""
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def process_group() -> ProcessGroup:
+    """Join the group a launcher set up in the environment (gloo on CPU, NCCL on GPU); a group of one otherwise."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return ProcessGroup()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return ProcessGroup(dist.get_rank(), dist.get_world_size())
+
+
+def local_device() -> torch.device:
+    """This process's device: cuda:LOCAL_RANK when GPUs are present, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
