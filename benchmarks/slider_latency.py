@@ -1,6 +1,6 @@
 """How long a slider change takes in the toy world: median time from a new strength to a PNG, and where it goes.
 
-    python benchmarks/slider_latency.py [--steps 20] [--repeats 21]
+    python benchmarks/slider_latency.py [--steps 16] [--repeats 21]
 
 The inversion is cached when the scene is made (as in the notebooks), so each render runs the reverse process only.
 Goal (issue 4): median ≤ 0.3 s on a 2-core CPU.
@@ -33,7 +33,8 @@ def timed(name: str, fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="reverse steps per render (editors trained with 40)")
+    parser.add_argument("--steps", type=int, default=widgets.LIVE_STEPS,
+                        help="reverse steps per render (editors trained with 40; the notebooks' sliders use LIVE_STEPS)")
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--edit", default="smiling")
     args = parser.parse_args()

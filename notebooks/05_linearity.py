@@ -45,6 +45,7 @@ import torch
 from IPython.display import display
 
 from asyrp_edu import sliders, toy, widgets
+from asyrp_edu.widgets import LIVE_STEPS
 from asyrp_edu.editing import Intervals, ScaledEditor, generate_edited
 from asyrp_edu.evaluate_edits import TOY_EDITS
 from asyrp_edu.evaluator import load_evaluator
@@ -59,7 +60,7 @@ from asyrp_edu.viz import image_grid
 unet, schedule = load_toy_ddpm()
 judge = load_evaluator()
 cache = tempfile.mkdtemp()
-scene = widgets.make_scene(unet, schedule, num_steps=steps(20, 6), cache_dir=cache)
+scene = widgets.make_scene(unet, schedule, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache)
 
 # %% [markdown]
 # ## 1 · Sliders
@@ -97,7 +98,7 @@ def show_scene(new_scene):
         display(sliders.strength_widget(new_scene, "smiling"))
 
 
-display(sliders.upload_widget(unet, schedule, show_scene, num_steps=steps(20, 6), cache_dir=cache), output)
+display(sliders.upload_widget(unet, schedule, show_scene, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache), output)
 
 # %% [markdown]
 # ## 2 · The linearity strip

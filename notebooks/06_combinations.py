@@ -40,6 +40,7 @@ import torch
 from IPython.display import display
 
 from asyrp_edu import sliders, toy, widgets
+from asyrp_edu.widgets import LIVE_STEPS
 from asyrp_edu.editing import Intervals, MixedEditor, generate_edited
 from asyrp_edu.evaluate_edits import TOY_EDITS
 from asyrp_edu.evaluator import load_evaluator
@@ -61,7 +62,7 @@ editors = {name: load_editor(unet, edit=name) for name in ("smiling", "glasses",
 # coefficient to remove an attribute.
 
 # %%
-scene = widgets.make_scene(unet, schedule, num_steps=steps(20, 6), cache_dir=cache, seed=2)
+scene = widgets.make_scene(unet, schedule, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache, seed=2)
 display(sliders.mixer_widget(scene))
 
 # %% [markdown]
