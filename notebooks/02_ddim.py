@@ -48,7 +48,9 @@ from asyrp_edu.viz import image_grid
 from asyrp_edu.world import load_world
 
 WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
-world = load_world(WORLD)  # on Colab (T4) with a real model: ~3 min for the whole notebook, < 2 GB GPU memory
+world = load_world(WORLD)
+if world.name != "toy":  # an estimate from the model size; not yet timed on a T4
+    print("expected on a Colab T4: about 3 minutes for this notebook, under 2 GB of GPU memory")
 unet, schedule, size, device = world.unet, world.schedule, world.image_size, world.device
 eps_model = unet_noise_model(unet)
 real = world.name != "toy"

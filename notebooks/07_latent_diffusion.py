@@ -59,7 +59,8 @@ if WORLD == "toy-ldm":
     from asyrp_edu.tiny_clip import load_tiny_clip
 
     ldm, clip, device = load_toy_ldm(), load_tiny_clip(), torch.device("cpu")
-else:  # Colab, T4: loading ~1 min; the notebook ~10 min; peak GPU memory ~6 GB (training f_t through the decoder)
+else:  # an estimate from the model sizes; not yet timed on a T4
+    print("expected on a Colab T4: about 10 minutes for this notebook, about 6 GB of GPU memory at most")
     from asyrp_edu.registry import load_clip, load_ldm
 
     device = torch.device("cuda")
