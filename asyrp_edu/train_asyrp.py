@@ -114,15 +114,12 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     batches = [slice(i, i + config.batch_size) for i in range(0, len(images), config.batch_size)]
     own = sorted(i for b in batches for i in group.shard(b, len(images)))  # the images this process edits
     position = {i: k for k, i in enumerate(own)}
+    start = images[own]  # (N, 3, H, W)
     if codec is not None:
         with torch.no_grad():
-            z0 = codec.encode(images[own])  # (N, C_z, h, w): what the latent U-Net was trained on
-        x_T_own = cached_inversion(unet, schedule, z0, config.num_steps, out_dir / "cache",
-                                   progress and group.is_main, latent=True)
-    else:
-        x_T_own = cached_inversion(unet, schedule, images[own], config.num_steps, out_dir / "cache",
-                                   progress and group.is_main)
-    to_image = codec.decode if codec is not None else (lambda x: x)
+            start = codec.encode(start)  # z0, (N, C_z, h, w): what the latent U-Net was trained on
+    x_T_own = cached_inversion(unet, schedule, start, config.num_steps, out_dir / "cache",
+                               progress and group.is_main, latent=codec is not None)
     grid = schedule.timesteps(config.num_steps)  # descending
     timesteps = [t for t in grid if t >= config.t_edit]  # the editing interval [T, t_edit]
     result = EditorTrainResult(editor, out_dir / EDITOR_FILE)
@@ -140,10 +137,10 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^source = P_t(ε_θ(x_t))
             P_edit, P_source = predict_x0(x, eps_edit, a_t), predict_x0(x, eps, a_t)
             if codec is not None:  # the losses compare images: D(P_t), gradients through the frozen decoder
-                P_edit = to_image(P_edit)  # (B, 3, H, W)
+                P_edit = codec.decode(P_edit)  # (B, 3, H, W)
                 if config.reference != "authors":  # the L1 term compares with the unedited P_t
                     with torch.no_grad():
-                        P_source = to_image(P_source)
+                        P_source = codec.decode(P_source)
             recon_reference = x0 if config.reference == "authors" else P_source.detach()
             clip_reference = x0 if config.reference in ("authors", "x0") else None
             parts = asyrp_loss(clip.encode_image, P_edit, recon_reference, delta_T, lambda_recon,
