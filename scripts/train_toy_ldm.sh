@@ -11,7 +11,7 @@ python -m asyrp_edu.manifest >/dev/null  # the latent U-Net encodes with the shi
 asyrp-edu train-ddpm --world toy-ldm --out runs/toy_ldm --steps "$LDM_STEPS" --seed 0
 cp runs/toy_ldm/toy_ldm.safetensors asyrp_edu/weights/toy_ldm.safetensors
 python -m asyrp_edu.manifest >/dev/null
-asyrp-edu train --world toy-ldm --edit smiling --n-images 32 --epochs 3 --t-edit 400 --seed 0 --no-resume \
+asyrp-edu train --world toy-ldm --edit smiling --n-images 32 --epochs 3 --t-edit 400 --lr 1e-3 --seed 0 --no-resume \
   --out runs/ldm_editors/smiling
 cp runs/ldm_editors/smiling/editor.safetensors asyrp_edu/weights/ldm_editor_smiling.safetensors
 python -m asyrp_edu.manifest
