@@ -102,6 +102,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     from . import toy
     from .evaluate_edits import TOY_EDITS
+    from .parallel import local_device
     from .tiny_clip import load_tiny_clip
     from .train_asyrp import EditorConfig, train_editor
 
@@ -114,10 +115,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed)
-    folder = "editors" if args.world == "toy" else "ldm_editors"
-    out = Path(args.out or f"runs/{folder}/{args.edit or target.replace(' ', '_')}")
-    from .parallel import local_device
-
+    out = Path(args.out or _editor_folder(args.world, args.edit or target.replace(" ", "_")))
     device = local_device() if args.device == "auto" else torch.device(args.device)
     unet.to(device)
     if codec is not None:
@@ -126,6 +124,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
     result = train_editor(unet, schedule, load_tiny_clip(device=device), images.to(device), config, out,
                           resume=not args.no_resume, codec=codec)
     print(f"editor: {result.weights}")
+
+
+def _editor_folder(world: str, name: str) -> str:
+    """Where `asyrp-edu train` puts an editor by default: runs/editors/NAME (toy) or runs/ldm_editors/NAME."""
+    return f"runs/{'editors' if world == 'toy' else 'ldm_editors'}/{name}"
 
 
 def _toy_models(world: str):
@@ -145,8 +148,6 @@ def _toy_models(world: str):
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
-
-    import torch
 
     from . import toy
     from .editing import Intervals
@@ -173,13 +174,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     else:
         raise SystemExit(f"no shipped editor for {args.attribute!r} in {args.world}; train one with "
                          f"`asyrp-edu train --world {args.world} --edit {args.attribute}` and pass --editor "
-                         f"runs/{'editors' if args.world == 'toy' else 'ldm_editors'}/{args.attribute}")
+                         f"{_editor_folder(args.world, args.attribute)}")
     steps = args.steps or config.num_steps
     originals, _ = toy.sample(args.n, seed=args.seed, heldout=True)
-    with torch.no_grad():
-        start = codec.encode(originals) if codec is not None else originals
-    x_T = cached_inversion(unet, schedule, start, steps, Path("runs/cache"), progress=not args.json,
-                           latent=codec is not None)
+    x_T = cached_inversion(unet, schedule, originals, steps, Path("runs/cache"), progress=not args.json, codec=codec)
     report = evaluate_editor(unet, schedule, editor, load_evaluator(), load_tiny_clip(), args.attribute, x_T,
                              originals, Intervals(args.t_edit or config.t_edit), steps, codec=codec)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import toy
-from .autoencoder import LatentCodec, load_toy_autoencoder
+from .autoencoder import TOY_VAE_FILE, LatentCodec, load_toy_autoencoder
 from .checks import sha256_of
 from .ddim import Schedule
 from .editing import Intervals, generate_edited
@@ -71,7 +71,6 @@ def load_toy_ldm(path: Path | None = None, autoencoder_path: Path | None = None,
 
 def train_toy_ldm(out_dir: Path, codec: LatentCodec | None = None, steps: int = 8000, **kwargs):
     """Train (or resume) the toy latent U-Net on the latents of fresh toy faces (see `train_ddpm` for kwargs)."""
-    from .autoencoder import TOY_VAE_FILE
     from .train_ddpm import train_ddpm
 
     codec = codec or load_toy_autoencoder()
@@ -89,8 +88,6 @@ def train_toy_ldm(out_dir: Path, codec: LatentCodec | None = None, steps: int = 
 
 def _shipped_vae_sha() -> str:
     """sha256 of the autoencoder the latents came from (recorded in the latent U-Net's metadata)."""
-    from .autoencoder import TOY_VAE_FILE
-
     path = WEIGHTS_DIR / TOY_VAE_FILE
     return sha256_of(path) if path.is_file() else "unknown"
 

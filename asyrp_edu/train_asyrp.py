@@ -55,10 +55,13 @@ class EditorConfig:
 
 
 def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
-                     progress: bool = True, latent: bool = False) -> torch.Tensor:
+                     progress: bool = True, codec: LatentCodec | None = None) -> torch.Tensor:
     """x_T of DDIM inversion, read from cache_dir when the same model, images and steps were inverted before.
 
-    latent=True: images are an LDM's latents z0 (any range)."""
+    codec: for a latent diffusion model; the images are encoded to z0 first and z0 is inverted."""
+    if codec is not None:
+        with torch.no_grad():
+            images = codec.encode(images)  # z0, (N, C_z, h, w): what the latent U-Net was trained on
     key = hashlib.sha256()
     for p in unet.state_dict().values():
         key.update(p.detach().flatten()[:1024].cpu().numpy().tobytes())  # a fingerprint, not a full copy
@@ -67,7 +70,8 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
     path = Path(cache_dir) / f"inversion_{key.hexdigest()[:20]}.safetensors"
     if path.is_file():
         return load_file(str(path))["x_T"].to(images.device)
-    x_T = ddim_invert(unet_noise_model(unet), images, schedule, num_steps, progress=progress, latent=latent)
+    x_T = ddim_invert(unet_noise_model(unet), images, schedule, num_steps, progress=progress,
+                      latent=codec is not None)
     save_safetensors_atomic({"x_T": x_T}, path)
     return x_T
 
@@ -114,12 +118,8 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     batches = [slice(i, i + config.batch_size) for i in range(0, len(images), config.batch_size)]
     own = sorted(i for b in batches for i in group.shard(b, len(images)))  # the images this process edits
     position = {i: k for k, i in enumerate(own)}
-    start = images[own]  # (N, 3, H, W)
-    if codec is not None:
-        with torch.no_grad():
-            start = codec.encode(start)  # z0, (N, C_z, h, w): what the latent U-Net was trained on
-    x_T_own = cached_inversion(unet, schedule, start, config.num_steps, out_dir / "cache",
-                               progress and group.is_main, latent=codec is not None)
+    x_T_own = cached_inversion(unet, schedule, images[own], config.num_steps, out_dir / "cache",
+                               progress and group.is_main, codec)
     grid = schedule.timesteps(config.num_steps)  # descending
     timesteps = [t for t in grid if t >= config.t_edit]  # the editing interval [T, t_edit]
     result = EditorTrainResult(editor, out_dir / EDITOR_FILE)

@@ -144,7 +144,7 @@ else:
     editor, editor_config = result.editor, config
 faces = source_images(5, seed=3)
 with torch.no_grad():
-    x_T = cached_inversion(unet, schedule, codec.encode(faces), n_steps, cache, progress=False, latent=True)
+    x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False, codec=codec)
     plain = codec.decode(generate_edited(unet, x_T, schedule, None, Intervals(editor_config.t_edit), n_steps))
     edited = codec.decode(generate_edited(unet, x_T, schedule, editor, Intervals(editor_config.t_edit), n_steps))
 image_grid([faces.cpu(), plain.clamp(-1, 1).cpu(), edited.clamp(-1, 1).cpu()],
@@ -171,9 +171,7 @@ if WORLD == "toy-ldm":
                                     "latent DDPM": (unet, schedule, codec)}.items():
         world = "toy" if cod is None else "toy-ldm"
         ed, cfg = load_editor(net, edit="smiling", world=world)
-        with torch.no_grad():
-            start_point = heldout if cod is None else cod.encode(heldout)
-        x_T = cached_inversion(net, sched, start_point, n_steps, cache, progress=False, latent=cod is not None)
+        x_T = cached_inversion(net, sched, heldout, n_steps, cache, progress=False, codec=cod)
         start = time.perf_counter()
         reports[name] = evaluate_editor(net, sched, ed, judge, clip, "smiling", x_T, heldout,
                                         Intervals(cfg.t_edit), n_steps, with_symmetric=False, codec=cod)
