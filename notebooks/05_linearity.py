@@ -142,6 +142,8 @@ ax.legend(fontsize=8);
 # ## 4 · Homogeneity and consistency across timesteps
 # We record Δh_t = f_t(h_t, t) while editing 16 training faces, average it over the faces (one Δh_t per t), and
 # also over t (a single Δh). Applied to *new* faces, how much of the per-image f_t's effect do they keep?
+# Averaging over t also shortens Δh (the Δh_t point in slightly different directions), so the last bar gives the
+# single Δh back the mean length of the Δh_t: then only the direction is shared.
 
 # %%
 editor, config = load_editor(unet, edit="smiling")
@@ -149,7 +151,8 @@ train_faces, _ = toy.sample(steps(16, 4), seed=0)
 train_x_T = cached_inversion(unet, schedule, train_faces, n_steps, cache, progress=False)
 per_image = delta_h_along_trajectory(unet, schedule, editor, config.t_edit, train_x_T, n_steps)
 variants = {"mean over images": global_delta_h(per_image),
-            "mean over images and t": global_delta_h(per_image, over_timesteps=True)}
+            "mean over images and t": global_delta_h(per_image, over_timesteps=True),
+            "… length kept": global_delta_h(per_image, over_timesteps=True, keep_norm=True)}
 effect = {"f_t (per image)": linearity["smiling"].mean_change[scales.index(1.0)]}  # scale 1 of section 3: f_t itself
 effect.update({name: mean_changes(unet, schedule, dh, config.t_edit, judge, heldout_x_T, ["mouth"], n_steps,
                                   base)["mouth"] for name, dh in variants.items()})

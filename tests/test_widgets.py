@@ -3,6 +3,7 @@ import io
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from asyrp_edu import widgets
@@ -127,6 +128,10 @@ def test_measurements_on_a_random_editor(scene):
     flat = global_delta_h(per_image, over_timesteps=True)
     first = next(iter(flat.values()))
     assert all(torch.equal(v, first) for v in flat.values()) and first.shape == (1, *h_shape(unet))
+    kept = next(iter(global_delta_h(per_image, over_timesteps=True, keep_norm=True).values()))
+    mean_length = torch.stack([v.mean(0).norm() for v in per_image.values()]).mean()
+    assert kept.norm() == pytest.approx(float(mean_length), rel=1e-4)  # the averaged direction, the mean length
+    assert torch.allclose(F.normalize(kept.flatten(), dim=0), F.normalize(first.flatten(), dim=0), atol=1e-5)
     ts, cos = timestep_cosines(global_delta_h(per_image))
     assert cos.shape == (len(ts), len(ts)) and torch.allclose(cos.diagonal(), torch.ones(len(ts)), atol=1e-5)
     # a dict {t: Δh_t} edits exactly like the editor would with those Δh

@@ -1,0 +1,99 @@
+"""Peak memory of one f_t update on the real CelebA-HQ setting, measured on the CPU as an estimate for a Colab T4.
+
+One update is what `train_editor` does per timestep: the U-Net encoder and mid block once, the decoder twice
+(edited and unedited), P_t^edit and P_t^source, CLIP ViT-B/32 on the 256² → 224² images, the directional and L1
+losses, and the backward pass into f_t. Everything is built from random weights (same configs, float32), so nothing
+is downloaded. Each batch size runs in a fresh process; the peak resident memory of that process minus its memory
+before the update is the activation cost, and the weights are counted once on top:
+
+    peak ≈ weights (U-Net + CLIP + f_t and its Adam state) + activations(batch)
+
+A GPU holds the same float32 tensors, plus the CUDA context (~0.3–0.5 GB) and allocator slack, so the script adds
+0.5 GB and 10% before comparing with a T4's 15 GB. It is an estimate, not a GPU measurement.
+
+    python benchmarks/real_training_memory.py                  # batch 1, 2 and 4: about 4 minutes on 2 cores
+    python benchmarks/real_training_memory.py --batches 1      # about 1 minute
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+T4_GIB = 15.0
+CUDA_CONTEXT_GIB = 0.5
+
+
+def rss_gib() -> float:
+    """Peak resident memory of this process so far, GiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def one_update(batch: int) -> dict:
+    """Build the models, run one f_t update with `batch` images at 256², return memory and time."""
+    import open_clip
+    import torch
+
+    from asyrp_edu.ddim import predict_x0
+    from asyrp_edu.hspace import asymmetric_eps
+    from asyrp_edu.losses import asyrp_loss
+    from asyrp_edu.models import build_unet, CELEBA_HQ_UNET_CONFIG
+    from asyrp_edu.tiny_clip import TinyClip
+    from asyrp_edu.train_asyrp import new_editor
+
+    torch.manual_seed(0)
+    unet = build_unet(CELEBA_HQ_UNET_CONFIG).eval().requires_grad_(False)
+    model = open_clip.create_model("ViT-B-32", pretrained=None)  # random weights: same shapes as OpenAI's
+    clip = TinyClip(model, open_clip.get_tokenizer("ViT-B-32"))
+    editor = new_editor(unet)
+    optimizer = torch.optim.Adam(editor.parameters(), lr=1e-3)
+    weights = sum(p.numel() for m in (unet, model) for p in m.parameters()) * 4 / 2**30
+    editor_bytes = sum(p.numel() for p in editor.parameters()) * 4 * 3 / 2**30  # weights, Adam's m and v
+    delta_T = torch.nn.functional.normalize(torch.randn(model.visual.output_dim), dim=0)
+    x_t = torch.randn(batch, 3, 256, 256)  # (B, 3, 256, 256)
+    x0 = torch.rand(batch, 3, 256, 256) * 2 - 1
+    # warm-up: one forward without gradients, so that one-off allocations count as "before"
+    with torch.no_grad():
+        asymmetric_eps(unet, x_t, 700, editor)
+    before = rss_gib()
+    start = time.perf_counter()
+    eps, eps_edit, _ = asymmetric_eps(unet, x_t, 700, editor)
+    a_t = 0.3
+    # P_t = (x_t − sqrt(1 − ᾱ_t) ε) / sqrt(ᾱ_t), edited and unedited
+    P_edit, P_source = predict_x0(x_t, eps_edit, a_t), predict_x0(x_t, eps, a_t)
+    parts = asyrp_loss(clip.encode_image, P_edit, x0, delta_T, 1.2, 1.0, "cosine", x0)
+    optimizer.zero_grad(set_to_none=True)
+    parts["loss"].backward()
+    optimizer.step()
+    seconds = time.perf_counter() - start
+    activations = max(rss_gib() - before, 0.0)
+    return {"batch": batch, "weights_gib": weights + editor_bytes, "activations_gib": activations,
+            "seconds": seconds}
+
+
+def main() -> None:
+    """Run each batch size in its own process and print the estimate for a 15 GB T4."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="1,2,4", help="comma-separated batch sizes")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(one_update(args.child)))
+        return
+    print(f"{'batch':>5} {'weights GiB':>11} {'activations GiB':>15} {'GPU estimate GiB':>16} {'fits a T4':>9} "
+          f"{'CPU s':>6}")
+    for batch in (int(b) for b in args.batches.split(",")):
+        out = subprocess.run([sys.executable, __file__, "--child", str(batch)], capture_output=True, text=True,
+                             check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        # on a GPU: the same float32 tensors + the CUDA context, and 10% allocator slack
+        estimate = (r["weights_gib"] + r["activations_gib"]) * 1.1 + CUDA_CONTEXT_GIB
+        print(f"{batch:>5} {r['weights_gib']:>11.2f} {r['activations_gib']:>15.2f} {estimate:>16.1f} "
+              f"{'yes' if estimate < T4_GIB else 'NO':>9} {r['seconds']:>6.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
