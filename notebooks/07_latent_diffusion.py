@@ -197,9 +197,10 @@ if WORLD == "toy-ldm":
 #   - Both editors make about 9 in 10 faces smile: 97% latent, 91% pixel.
 #   - The latent editor changes eye size, skin tone and hair by 0.13 / 0.13 / 0.09 on average; the pixel editor by
 #     0.30 / 0.37 / 0.17. Both flip glasses on about a quarter of the faces (28%, 20%).
-#   - The shipped latent editor was trained with lr 2.5e-4. At the pixel editors' 2e-3 or at 1e-3 it adds visible
-#     artefacts and changes skin and hair by up to 0.5; at 2.5e-4 three seeds all stay under 0.2. The pixel editors
-#     keep changing skin colour even at 2.5e-4: in that DDPM's h-space, expression and skin colour move together.
+#   - The shipped latent editor was trained with lr 2.5e-4. At 1e-3 it changes skin and hair by up to 0.56 (and at
+#     the pixel editors' 2e-3 it added visible artefacts); at 2.5e-4 three seeds all stay under 0.2. The pixel
+#     smiling editor keeps tanning the skin even at 2.5e-4: in that DDPM's h-space, expression and skin colour move
+#     together.
 #   - Both h-spaces are 8 × 8, each cell covering 4 × 4 pixels, so the difference is not a coarser h.
 # - **Gradients pass a decoder.** The CLIP and L1 losses see D(P_t). The decoder is frozen but not linear, so a Δh
 #   that moves the latent "the right way" can still be reshaped on the way to pixels. Each update costs one extra
