@@ -60,15 +60,24 @@ class EditReport:
 
 
 @torch.no_grad()
+def reconstruct(unet, schedule: Schedule, x_T: torch.Tensor, num_steps: int = 40, codec=None) -> torch.Tensor:
+    """x_T regenerated without edits (plain DDIM, no clipping), decoded for a latent model: (B, 3, H, W)."""
+    x0 = ddim_generate(unet_noise_model(unet), x_T, schedule, num_steps, clip_x0=False, progress=False)
+    return codec.decode(x0) if codec is not None else x0
+
+
+@torch.no_grad()
 def evaluate_editor(unet, schedule: Schedule, editor, judge, clip, edit: str, x_T: torch.Tensor,
                     originals: torch.Tensor, intervals: Intervals, num_steps: int = 40,
-                    with_symmetric: bool = True, codec=None) -> EditReport:
+                    with_symmetric: bool = True, codec=None,
+                    reconstruction: torch.Tensor | None = None) -> EditReport:
     """Generate with and without the editor from the same inverted x_T; judge and compare the attributes.
 
-    codec: for a latent diffusion model (x_T are latents); results are decoded before judging."""
+    codec: for a latent diffusion model (x_T are latents); results are decoded before judging.
+    reconstruction: the unedited images regenerated from x_T (`reconstruct`), when several editors share one x_T."""
     spec = check_edit_name(edit)
     to_image = codec.decode if codec is not None else (lambda x: x)
-    recon = to_image(ddim_generate(unet_noise_model(unet), x_T, schedule, num_steps, clip_x0=False, progress=False))
+    recon = reconstruct(unet, schedule, x_T, num_steps, codec) if reconstruction is None else reconstruction
     shown = recon.clamp(-1, 1)  # the unedited result as an image
     edited = to_image(generate_edited(unet, x_T, schedule, editor, intervals, num_steps)).clamp(-1, 1)
     before, after = judge(shown), judge(edited)

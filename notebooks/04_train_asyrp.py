@@ -26,6 +26,11 @@
 # 2. **where to edit**: t_edit from editing strength and t_boost from quality deficiency;
 # 3. one **global Δh** optimised directly, then the network **f_t(h_t, t)**, trained live;
 # 4. the shipped editors, **measured against ground truth** by the evaluation network.
+#
+# `WORLD` switches worlds, as in notebooks 02–03: the toy world on a CPU, `"celeba_hq"` on a Colab GPU. There, the
+# losses use OpenAI's CLIP, the intervals come from the authors' LPIPS tables, the training images are the model's
+# own samples (the authors used CelebA-HQ photos), and section 5 checks the authors' released editor instead of
+# measuring against ground truth, which only the toy world has.
 
 # %%
 # Setup: installs the package on Colab only; on Binder or your laptop it is already installed.
@@ -45,23 +50,27 @@ import torch.nn.functional as F
 
 from asyrp_edu import toy
 from asyrp_edu.editing import ConstantDeltaH, Intervals, generate_edited
-from asyrp_edu.evaluate_edits import TOY_EDITS, evaluate_editor
+from asyrp_edu.evaluate_edits import TOY_EDITS, evaluate_editor, reconstruct
 from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.exercises import check_directional_loss, check_t_edit
 from asyrp_edu.hspace import h_shape
-from asyrp_edu.intervals import reference_table, t_boost_from_table, t_edit_from_table, toy_tables
+from asyrp_edu.intervals import reference_table, t_boost_from_table, t_edit_from_table
 from asyrp_edu.losses import default_lambda_recon, text_direction
-from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.settings import steps
-from asyrp_edu.tiny_clip import load_tiny_clip
 from asyrp_edu.train_asyrp import EditorConfig, cached_inversion, load_editor, train_editor
 from asyrp_edu.viz import LiveLossPlot, image_grid
+from asyrp_edu.world import OFFICIAL_PROMPTS, check_editor, load_world
 
 torch.manual_seed(0)
-unet, schedule = load_toy_ddpm()
-clip, judge = load_tiny_clip(), load_evaluator()
+WORLD = None  # "toy", "celeba_hq", or a local model folder; None = toy without a GPU
+world = load_world(WORLD)
+is_toy = world.name == "toy"
+unet, schedule, clip, device = world.unet, world.schedule, world.clip, world.device
+judge = load_evaluator() if is_toy else None  # ground truth exists only in the toy world
 n_steps = steps(40, 8)  # DDIM steps for inversion and generation (the authors' 40)
 work = tempfile.mkdtemp()  # inversions and checkpoints of this notebook
+if not is_toy:  # estimates: one update at batch 1 measured on a CPU (benchmarks/real_training_memory.py), not on a T4
+    print("expected on a Colab T4: about 15 minutes for this notebook; training needs about 4.3 GB of GPU memory")
 
 # %% [markdown]
 # ## 1 · The directional CLIP loss
@@ -75,28 +84,36 @@ work = tempfile.mkdtemp()  # inversions and checkpoints of this notebook
 # has one bright cell per row; the rest near 0 means an editor trained with it has no reason to change other attributes.
 
 # %%
-attrs = toy.sample_attributes(64, seed=0, heldout=True)
-moves = {"mouth": (-0.8, 0.8), "eye_size": (0.1, 0.9), "skin_tone": (0.1, 0.9), "hair_color": (0.1, 0.9),
-         "glasses": (0.0, 1.0)}
-image_dirs = {}
-with torch.no_grad():
-    for name, (lo, hi) in moves.items():
-        e_lo = F.normalize(clip.encode_image(toy.render({**attrs, name: torch.full_like(attrs[name], lo)})), dim=-1)
-        e_hi = F.normalize(clip.encode_image(toy.render({**attrs, name: torch.full_like(attrs[name], hi)})), dim=-1)
-        image_dirs[name] = F.normalize((e_hi - e_lo).mean(0), dim=0)
-edits = [e for e in TOY_EDITS if e != "alien"]
-cosines, text_cos = torch.zeros(len(edits), len(moves)), {}
-for i, edit in enumerate(edits):
-    delta_T, text_cos[edit] = text_direction(clip.encode_text, TOY_EDITS[edit]["source"], TOY_EDITS[edit]["target"])
-    cosines[i] = torch.stack([delta_T @ d for d in image_dirs.values()])
-fig, ax = plt.subplots(figsize=(5.5, 2.8))
-im = ax.imshow(cosines, cmap="RdBu_r", vmin=-1, vmax=1)
-ax.set_xticks(range(len(moves)), list(moves), rotation=30)
-ax.set_yticks(range(len(edits)), [f"{e}  (λ_recon={default_lambda_recon(text_cos[e]):.2f})" for e in edits])
-for (i, j), v in zip(((i, j) for i in range(len(edits)) for j in range(len(moves))), cosines.flatten()):
-    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
-ax.set_title("cos(ΔT of the edit, image change of the attribute)", fontsize=9)
-fig.colorbar(im);
+if is_toy:  # one bright cell per row: each text direction moves only its own attribute
+    attrs = toy.sample_attributes(64, seed=0, heldout=True)
+    moves = {"mouth": (-0.8, 0.8), "eye_size": (0.1, 0.9), "skin_tone": (0.1, 0.9), "hair_color": (0.1, 0.9),
+             "glasses": (0.0, 1.0)}
+    image_dirs = {}
+    with torch.no_grad():
+        for name, (lo, hi) in moves.items():
+            low, high = ({**attrs, name: torch.full_like(attrs[name], v)} for v in (lo, hi))
+            e_lo = F.normalize(clip.encode_image(toy.render(low).to(device)), dim=-1)
+            e_hi = F.normalize(clip.encode_image(toy.render(high).to(device)), dim=-1)
+            image_dirs[name] = F.normalize((e_hi - e_lo).mean(0), dim=0)
+    edits = [e for e in TOY_EDITS if e != "alien"]
+    cosines, text_cos = torch.zeros(len(edits), len(moves)), {}
+    for i, edit in enumerate(edits):
+        delta_T, text_cos[edit] = text_direction(clip.encode_text, TOY_EDITS[edit]["source"], TOY_EDITS[edit]["target"])
+        cosines[i] = torch.stack([delta_T @ d for d in image_dirs.values()]).cpu()
+    fig, ax = plt.subplots(figsize=(5.5, 2.8))
+    im = ax.imshow(cosines, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(moves)), list(moves), rotation=30)
+    ax.set_yticks(range(len(edits)), [f"{e}  (λ_recon={default_lambda_recon(text_cos[e]):.2f})" for e in edits])
+    for (i, j), v in zip(((i, j) for i in range(len(edits)) for j in range(len(moves))), cosines.flatten()):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_title("cos(ΔT of the edit, image change of the attribute)", fontsize=9)
+    fig.colorbar(im)
+else:  # no generator to move one attribute at a time: the authors' prompts and the λ_recon they give
+    text_cos = {e: text_direction(clip.encode_text, *OFFICIAL_PROMPTS[e])[1] for e in OFFICIAL_PROMPTS}
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    ax.bar(list(text_cos), [default_lambda_recon(c) for c in text_cos.values()])
+    ax.set_title("λ_recon = 3·cos(E_T(source), E_T(target)) of the authors' prompts", fontsize=9)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
 
 # %% [markdown]
 # λ_recon = 3·cos(E_T(source), E_T(target)) weighs the L1 term |P_t^edit − P_t^source|: texts that are close
@@ -106,15 +123,17 @@ fig.colorbar(im);
 # The authors measured, for each t, how far P_t (the predicted x0) is from x0 in LPIPS. Editing must start early enough
 # for the change to be possible: t_edit is the smallest t with LPIPS(x0, P_t) ≥ 0.33·cos(texts). Below t_boost
 # (LPIPS(x0, x_t) ≥ 1.2 no longer holds) the sampler adds fresh noise (η = 1) to repair quality. On the left the
-# authors' CelebA-HQ tables; on the right the same curves for the toy DDPM, with the toy world's stand-in for LPIPS
-# (edges and colours on an image pyramid, scaled to LPIPS by fitting the authors' curve).
+# authors' CelebA-HQ tables (the real world uses them); in the toy world, on the right, the same curves for the toy
+# DDPM, with the toy world's stand-in for LPIPS (edges and colours on an image pyramid, scaled to LPIPS by fitting
+# the authors' curve).
 
 # %%
-celeba_P, celeba_x = reference_table("celeba", "x0_t"), reference_table("celeba", "x")
-toy_P, toy_x = toy_tables(unet, schedule, n=steps(32, 8), stride=steps(10, 50), progress=False)
-fig, axes = plt.subplots(1, 2, figsize=(10, 3), sharey=True)
-for ax, (P, X, name) in zip(axes, ((celeba_P, celeba_x, "authors' CelebA-HQ (LPIPS)"),
-                                   (toy_P, toy_x, "toy DDPM (calibrated toy distance)"))):
+panels = [(reference_table("celeba", "x0_t"), reference_table("celeba", "x"), "authors' CelebA-HQ (LPIPS)")]
+if is_toy:  # load_world measured these for the toy DDPM (16 faces, every 10th t)
+    panels.append((world.edit_table, world.boost_table, "toy DDPM (calibrated toy distance)"))
+fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3), sharey=True, squeeze=False)
+axes = axes[0]
+for ax, (P, X, name) in zip(axes, panels):
     ax.plot(P.t, P.distance, label="d(x0, P_t)")
     ax.plot(X.t, X.distance, label="d(x0, x_t)")
     t_edit, t_boost = t_edit_from_table(P, text_cos["smiling"]), t_boost_from_table(X)
@@ -132,21 +151,28 @@ axes[0].set_ylabel("distance");
 # We train on a few inverted faces, then apply it to faces it never saw.
 
 # %%
-spec = TOY_EDITS["smiling"]
-train_faces, _ = toy.sample(steps(32, 4), seed=0)
-shipped_config = load_editor(unet, edit="smiling")[1]
-config = EditorConfig(spec["source"], spec["target"], t_edit=shipped_config.t_edit, num_steps=n_steps,
-                      epochs=steps(2, 1), batch_size=16, lr=0.05, seed=0)
+if is_toy:  # the generator's training stream; the shipped smiling editor's t_edit and learning rate
+    source, target = TOY_EDITS["smiling"]["source"], TOY_EDITS["smiling"]["target"]
+    train_faces = toy.sample(steps(32, 4), seed=0)[0].to(device)
+    new_faces = toy.sample(8, seed=1, heldout=True)[0].to(device)
+    shipped_config = load_editor(unet, edit="smiling")[1]
+    t_edit, lr_f, batch = shipped_config.t_edit, shipped_config.lr, 16
+else:  # the model's own samples as training images; t_edit by the paper's LPIPS rule; the authors' batch of 1
+    source, target = OFFICIAL_PROMPTS["smiling"]
+    train_faces, new_faces = world.images(steps(8, 2), seed=0), world.images(steps(4, 2), seed=1)
+    t_edit, lr_f, batch = world.intervals_for(source, target)[0], 2e-3, 1
+config = EditorConfig(source, target, t_edit=t_edit, num_steps=n_steps, epochs=steps(2, 1), batch_size=batch,
+                      lr=0.05, seed=0)
 global_dh = ConstantDeltaH(h_shape(unet))
 result = train_editor(unet, schedule, clip, train_faces, config, f"{work}/global", editor=global_dh, progress=False,
                       on_step=LiveLossPlot(every=10, title="one global Δh"))
-new_faces, _ = toy.sample(8, seed=1, heldout=True)
 x_T = cached_inversion(unet, schedule, new_faces, n_steps, f"{work}/cache", progress=False)
 intervals = Intervals(config.t_edit)
 plain = generate_edited(unet, x_T, schedule, None, intervals, n_steps).clamp(-1, 1)
 edited = generate_edited(unet, x_T, schedule, global_dh, intervals, n_steps).clamp(-1, 1)
 image_grid([new_faces, plain, edited], row_titles=["original", "reconstructed", "+ global Δh"]);
-print("judge: mouth before", judge(plain)["mouth"].mean().item(), "after", judge(edited)["mouth"].mean().item())
+if is_toy:
+    print("judge: mouth before", judge(plain)["mouth"].mean().item(), "after", judge(edited)["mouth"].mean().item())
 
 # %% [markdown]
 # ## 4 · Learning f_t, live
@@ -156,8 +182,8 @@ print("judge: mouth before", judge(plain)["mouth"].mean().item(), "after", judge
 # last finished batch.)
 
 # %%
-config_f = EditorConfig(spec["source"], spec["target"], t_edit=shipped_config.t_edit, num_steps=n_steps,
-                        epochs=steps(2, 1), batch_size=16, lr=shipped_config.lr, seed=0)
+config_f = EditorConfig(source, target, t_edit=t_edit, num_steps=n_steps, epochs=steps(2, 1), batch_size=batch,
+                        lr=lr_f, seed=0)
 trained = train_editor(unet, schedule, clip, train_faces, config_f, f"{work}/f_t", progress=False,
                        on_step=LiveLossPlot(every=10, title="f_t: smiling"))
 edited_f = generate_edited(unet, x_T, schedule, trained.editor, intervals, n_steps)
@@ -169,39 +195,52 @@ image_grid([new_faces, plain, edited_f], row_titles=["original", "reconstructed"
 # commands). The evaluation network — trained on the generator's ground truth, never used for training editors —
 # judges held-out faces before and after each edit: how often the edit succeeds, how much every *other* attribute
 # leaks, and what the symmetric process (Δh in both P_t and D_t) does with the same editor.
+#
+# In the real world there is no ground truth: the cell below applies the authors' released smiling editor instead and
+# reports S_dir, the cosine between the image change and the text direction (> 0: it edits the way the text says).
 
 # %%
-eval_faces, _ = toy.sample(steps(32, 4), seed=0, heldout=True)
-eval_x_T = cached_inversion(unet, schedule, eval_faces, n_steps, f"{work}/cache", progress=False)
-rows, titles, reports = [eval_faces[:8]], ["original"], {}
-for edit in TOY_EDITS:
-    editor, cfg = load_editor(unet, edit=edit)
-    reports[edit] = evaluate_editor(unet, schedule, editor, judge, clip, edit, eval_x_T, eval_faces,
-                                    Intervals(cfg.t_edit), n_steps)
-    rows.append(generate_edited(unet, eval_x_T[:8], schedule, editor, Intervals(cfg.t_edit), n_steps))
-    titles.append(edit)
-image_grid(rows, row_titles=titles, title="shipped editors on held-out faces");
+if not is_toy:
+    check = check_editor(world, "smiling", n=steps(4, 2))
+    image_grid(list(check["images"]), row_titles=["sample", "reconstructed", "+ authors' f_t"],
+               title=f"authors' smiling editor: S_dir {check['s_dir']:.2f}, t_edit {check['t_edit']}")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 3))
-names = list(reports)
-axes[0].bar(names, [reports[e].success_rate for e in names])
-axes[0].set_title("success rate (bar: 0.9)", fontsize=9)
-axes[0].axhline(0.9, color="k", ls="--", lw=1)
-axes[1].bar(names, [max(reports[e].leakage.values()) for e in names], color="C1")
-axes[1].set_title("largest leakage: mean |Δ| of another attribute (bar: 0.15)", fontsize=9)
-axes[1].axhline(0.15, color="k", ls="--", lw=1)
-asym = [reports[e].mean_change for e in names]
-sym = [reports[e].symmetric_change for e in names]
-axes[2].bar([i - 0.2 for i in range(len(names))], asym, width=0.4, label="asymmetric")
-axes[2].bar([i + 0.2 for i in range(len(names))], sym, width=0.4, label="symmetric")
-axes[2].set_xticks(range(len(names)), names)
-axes[2].set_title("mean change of the edited attribute", fontsize=9)
-axes[2].legend(fontsize=7)
-for ax in axes:
-    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-fig.tight_layout()
-print("S_dir (cos(ΔI, ΔT), higher is better):", {e: round(reports[e].s_dir, 2) for e in names})
+if is_toy:  # measured against the generator's ground truth
+    eval_faces = toy.sample(steps(32, 4), seed=0, heldout=True)[0].to(device)
+    eval_x_T = cached_inversion(unet, schedule, eval_faces, n_steps, f"{work}/cache", progress=False)
+    recon = reconstruct(unet, schedule, eval_x_T, n_steps)  # the unedited result, shared by every editor
+    rows, titles, reports = [eval_faces[:8]], ["original"], {}
+    for edit in TOY_EDITS:
+        editor, cfg = load_editor(unet, edit=edit)
+        reports[edit] = evaluate_editor(unet, schedule, editor, judge, clip, edit, eval_x_T, eval_faces,
+                                        Intervals(cfg.t_edit), n_steps, with_symmetric=edit in ("smiling", "glasses"),
+                                        reconstruction=recon)
+        rows.append(generate_edited(unet, eval_x_T[:8], schedule, editor, Intervals(cfg.t_edit), n_steps))
+        titles.append(edit)
+    image_grid(rows, row_titles=titles, title="shipped editors on held-out faces");
+
+# %%
+if is_toy:  # measured against the generator's ground truth
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    names = list(reports)
+    axes[0].bar(names, [reports[e].success_rate for e in names])
+    axes[0].set_title("success rate (bar: 0.9)", fontsize=9)
+    axes[0].axhline(0.9, color="k", ls="--", lw=1)
+    axes[1].bar(names, [max(reports[e].leakage.values()) for e in names], color="C1")
+    axes[1].set_title("largest leakage: mean |Δ| of another attribute (bar: 0.15)", fontsize=9)
+    axes[1].axhline(0.15, color="k", ls="--", lw=1)
+    asym = [reports[e].mean_change for e in names]
+    sym = [reports[e].symmetric_change or 0.0 for e in names]  # measured for smiling and glasses only (time)
+    axes[2].bar([i - 0.2 for i in range(len(names))], asym, width=0.4, label="asymmetric")
+    axes[2].bar([i + 0.2 for i in range(len(names))], sym, width=0.4, label="symmetric (smiling, glasses)")
+    axes[2].set_xticks(range(len(names)), names)
+    axes[2].set_title("mean change of the edited attribute", fontsize=9)
+    axes[2].legend(fontsize=7)
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    print("S_dir (cos(ΔI, ΔT), higher is better):", {e: round(reports[e].s_dir, 2) for e in names})
 
 # %% [markdown]
 # ## Exercises

@@ -46,3 +46,29 @@ def test_train_then_evaluate_a_toy_ldm_editor(tmp_path, capsys, monkeypatch):
     assert json.loads(capsys.readouterr().out)["n"] == 4  # the shipped toy-LDM editor
     with pytest.raises(SystemExit, match="--world toy-ldm --edit glasses"):
         main(["evaluate", "--world", "toy-ldm", "--attribute", "glasses"])
+
+
+def test_a_shared_reconstruction_gives_the_same_report():
+    import torch
+
+    from asyrp_edu import toy
+    from asyrp_edu.editing import Intervals
+    from asyrp_edu.evaluate_edits import evaluate_editor, reconstruct
+    from asyrp_edu.evaluator import load_evaluator
+    from asyrp_edu.models import load_toy_ddpm
+    from asyrp_edu.tiny_clip import load_tiny_clip
+    from asyrp_edu.train_asyrp import load_editor
+
+    unet, schedule = load_toy_ddpm()
+    judge, clip = load_evaluator(), load_tiny_clip()
+    faces = toy.sample(3, seed=0, heldout=True)[0]
+    x_T = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    editor, _ = load_editor(unet, edit="smiling")
+    args = (unet, schedule, editor, judge, clip, "smiling", x_T, faces, Intervals(500), 5)
+    alone = evaluate_editor(*args, with_symmetric=False)
+    shared = evaluate_editor(*args, with_symmetric=False, reconstruction=reconstruct(unet, schedule, x_T, 5))
+    assert shared.leakage == pytest.approx(alone.leakage)
+    assert shared.mean_change == pytest.approx(alone.mean_change) and shared.s_dir == pytest.approx(alone.s_dir)
+    assert shared.reconstruction_mse == pytest.approx(alone.reconstruction_mse)
+    other = evaluate_editor(*args, with_symmetric=False, reconstruction=faces)  # a wrong one is really used
+    assert other.reconstruction_mse == 0 != alone.reconstruction_mse
