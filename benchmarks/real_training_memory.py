@@ -1,8 +1,8 @@
 """Peak memory of one f_t update on the real CelebA-HQ setting, measured on the CPU as an estimate for a Colab T4.
 
 One update is what `train_editor` does per timestep: the U-Net encoder and mid block once, the decoder twice
-(edited and unedited), P_t^edit and P_t^source, CLIP ViT-B/32 on the 256² → 224² images, the directional and L1
-losses, and the backward pass into f_t. Everything is built from random weights (same configs, float32), so nothing
+(edited and unedited), P_t^edit, CLIP ViT-B/32 on the 256² → 224² images, the directional and L1 losses against
+the original image (the default "authors" reference), and the backward pass into f_t. Everything is built from random weights (same configs, float32), so nothing
 is downloaded. Each batch size runs in a fresh process; the peak resident memory of that process minus its memory
 before the update is the activation cost, and the weights are counted once on top:
 
@@ -37,7 +37,7 @@ def one_update(batch: int) -> dict:
     import open_clip
     import torch
 
-    from asyrp_edu.ddim import predict_x0
+    from asyrp_edu.ddim import Schedule, predict_x0
     from asyrp_edu.hspace import asymmetric_eps
     from asyrp_edu.losses import asyrp_loss
     from asyrp_edu.models import build_unet, CELEBA_HQ_UNET_CONFIG
@@ -60,10 +60,9 @@ def one_update(batch: int) -> dict:
         asymmetric_eps(unet, x_t, 700, editor)
     before = rss_gib()
     start = time.perf_counter()
-    eps, eps_edit, _ = asymmetric_eps(unet, x_t, 700, editor)
-    a_t = 0.3
-    # P_t = (x_t − sqrt(1 − ᾱ_t) ε) / sqrt(ᾱ_t), edited and unedited
-    P_edit, P_source = predict_x0(x_t, eps_edit, a_t), predict_x0(x_t, eps, a_t)
+    _, eps_edit, _ = asymmetric_eps(unet, x_t, 700, editor)
+    # P_t^edit = (x_t − sqrt(1 − ᾱ_t) ε_θ(x_t | Δh_t)) / sqrt(ᾱ_t); ε_θ(x_t) feeds only D_t, which the loss never sees
+    P_edit = predict_x0(x_t, eps_edit, Schedule.linear().at(700))
     parts = asyrp_loss(clip.encode_image, P_edit, x0, delta_T, 1.2, 1.0, "cosine", x0)
     optimizer.zero_grad(set_to_none=True)
     parts["loss"].backward()
