@@ -19,3 +19,13 @@ def steps(default: int, smoke_value: int) -> int:
 def default_device() -> torch.device:
     """CUDA when available, otherwise the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_report(started: float) -> str:
+    """What a notebook run took since `started` (time.time()): minutes, and peak GPU memory when on a GPU."""
+    import time
+
+    text = f"this run took {(time.time() - started) / 60:.1f} minutes"
+    if torch.cuda.is_available():
+        text += f"; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GB"
+    return text

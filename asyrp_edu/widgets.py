@@ -42,15 +42,19 @@ class Scene:
 
 
 def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edits: tuple[str, ...] | None = None,
-               num_steps: int = LIVE_STEPS, seed: int = 0, cache_dir: str = "runs/cache") -> Scene:
-    """Invert `image` (a held-out toy face by default) once and load the shipped toy editors."""
+               num_steps: int = LIVE_STEPS, seed: int = 0, cache_dir: str = "runs/cache",
+               editors: dict[str, tuple[torch.nn.Module, EditorConfig]] | None = None) -> Scene:
+    """Invert `image` (a held-out toy face by default) once, with `editors` ({name: (f_t, config)}, e.g. from
+    `World.scene_editors`) or else the shipped toy editors named in `edits`."""
     from .evaluate_edits import TOY_EDITS
 
     if image is None:
         image, _ = toy.sample(1, seed=seed, heldout=True, size=unet.config.sample_size)
     image = image[None] if image.dim() == 3 else image
-    editors = {name: load_editor(unet, edit=name) for name in (edits or tuple(TOY_EDITS))}
-    x_T = cached_inversion(unet, schedule, image, num_steps, cache_dir, progress=False)
+    if editors is None:
+        editors = {name: load_editor(unet, edit=name) for name in (edits or tuple(TOY_EDITS))}
+    device = next(unet.parameters()).device
+    x_T = cached_inversion(unet, schedule, image.to(device), num_steps, cache_dir, progress=False)
     # channels-last convolutions render ~13% faster on a CPU (measured, same results); the weights are not changed
     unet.to(memory_format=torch.channels_last)
     return Scene(unet, schedule, image, x_T, editors, num_steps)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -21,6 +22,10 @@ OFFICIAL_PROMPTS: dict[str, tuple[str, str]] = {
     "neanderthal": ("human", "neanderthal"), "tanned": ("face", "tanned face"), "sad": ("face", "sad face"),
     "angry": ("face", "angry face"), "young": ("person", "young person"), "makeup": ("face", "face with makeup"),
 }
+# The editors the steering notebooks (05, 06) offer in each world: the first two make the linearity strip, the first
+# three the measured combination, the first four the combination grid.
+LIVE_EDITS = {TOY: ("smiling", "glasses", "tanned", "blonde", "alien"),
+              "real": ("smiling", "makeup", "tanned", "young")}
 
 
 def default_world() -> str:
@@ -40,6 +45,13 @@ class World:
     num_steps: int = 40  # the paper's n_inv = n_gen = 40
     edit_table: DistanceTable | None = None  # LPIPS(x0, P_t) per t, for t_edit
     boost_table: DistanceTable | None = None  # LPIPS(x0, x_t) per t, for t_boost
+    make_tables: Callable[[], tuple[DistanceTable, DistanceTable]] | None = None  # measures both, on first use
+
+    def tables(self) -> tuple[DistanceTable, DistanceTable]:
+        """(edit table, boost table), measured now if this world measures its own (the toy world: seconds)."""
+        if self.edit_table is None and self.make_tables is not None:
+            self.edit_table, self.boost_table = self.make_tables()
+        return self.edit_table, self.boost_table
 
     @property
     def image_size(self) -> int:
@@ -51,7 +63,8 @@ class World:
         from .losses import text_direction
 
         _, cosine = text_direction(self.clip.encode_text, source, target)
-        return t_edit_from_table(self.edit_table, max(cosine, 1e-3)), t_boost_from_table(self.boost_table)
+        edit_table, boost_table = self.tables()
+        return t_edit_from_table(edit_table, max(cosine, 1e-3)), t_boost_from_table(boost_table)
 
     def editor(self, edit: str):
         """(f_t, t_edit, t_boost) for a named edit: the shipped toy editors, or the authors' released ones."""
@@ -66,6 +79,49 @@ class World:
             raise KeyError(f"no prompts recorded for the authors' {edit!r} editor; known: {sorted(OFFICIAL_PROMPTS)}")
         t_edit, t_boost = self.intervals_for(*OFFICIAL_PROMPTS[edit])
         return official_editor(edit, self.name).to(self.device), t_edit, t_boost
+
+    def live_edits(self) -> tuple[str, ...]:
+        """The editors notebooks 05 and 06 steer with: shipped toy editors, or released ones of the authors."""
+        return LIVE_EDITS[TOY if self.name == TOY else "real"]
+
+    def scene_editors(self, edits: tuple[str, ...]) -> dict:
+        """{edit: (f_t, EditorConfig)} for a live-steering Scene; real editors get the paper's t_edit and 40 steps."""
+        from .train_asyrp import EditorConfig, load_editor
+
+        if self.name == TOY:
+            return {edit: load_editor(self.unet, edit=edit) for edit in edits}
+        editors = {}
+        for edit in edits:
+            block, t_edit, _ = self.editor(edit)
+            editors[edit] = (block, EditorConfig(*OFFICIAL_PROMPTS[edit], t_edit=t_edit, num_steps=self.num_steps))
+        return editors
+
+    def scene(self, edits: tuple[str, ...] | None = None, image: torch.Tensor | None = None, num_steps: int = 16,
+              seed: int = 0, cache_dir: str = "runs/cache"):
+        """One image inverted once with this world's editors, for the sliders of `asyrp_edu.sliders`."""
+        from .widgets import make_scene
+
+        edits = edits or self.live_edits()
+        if image is None and self.name != TOY:
+            image = self.images(1, seed)
+        return make_scene(self.unet, self.schedule, image, num_steps=num_steps, seed=seed, cache_dir=cache_dir,
+                          editors=self.scene_editors(edits))
+
+    def judge(self, edits: tuple[str, ...] | None = None):
+        """What reads an edit's effect: the evaluation network (toy) or CLIP along each edit's ΔT (real)."""
+        if self.name == TOY:
+            from .evaluator import load_evaluator
+
+            return load_evaluator()
+        return ClipJudge(self.clip, {edit: OFFICIAL_PROMPTS[edit] for edit in edits or self.live_edits()})
+
+    def attribute(self, edit: str) -> str:
+        """The key of `judge(...)`'s reading that an edit should move: a toy attribute, or the edit's own name."""
+        if self.name == TOY:
+            from .evaluate_edits import check_edit_name
+
+            return check_edit_name(edit)["attribute"]
+        return edit
 
     def images(self, n: int, seed: int = 0) -> torch.Tensor:
         """n images to edit: held-out toy faces, or DDIM samples of the real model (bring your own photo instead)."""
@@ -89,9 +145,9 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
         from .tiny_clip import load_tiny_clip
 
         unet, schedule = load_toy_ddpm(device=device)
-        world = World(TOY, unet, schedule, load_tiny_clip(device=device), device)
-        world.edit_table, world.boost_table = toy_tables(unet, schedule, n=16, stride=10, progress=False)
-        return world
+        # measured for the toy DDPM when first needed (16 faces, every 10th t), not by the notebooks that never ask
+        return World(TOY, unet, schedule, load_tiny_clip(device=device), device,
+                     make_tables=lambda: toy_tables(unet, schedule, n=16, stride=10, progress=False))
     from .registry import DDPMS, load_clip, load_ddpm
 
     unet, schedule = load_ddpm(name, device)
@@ -100,6 +156,24 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
     world.edit_table = reference_table(dataset or "celeba", "x0_t")
     world.boost_table = reference_table(dataset or "celeba", "x")
     return world
+
+
+class ClipJudge:
+    """A judge for worlds without ground truth: per edit, cos(E_I(image), ΔT) with ΔT = E_T(target) − E_T(source)
+    normalised. Only changes of this reading mean something (its level depends on the image)."""
+
+    def __init__(self, clip, prompts: dict[str, tuple[str, str]]):
+        from .losses import text_direction
+
+        self.clip = clip
+        self.directions = {edit: text_direction(clip.encode_text, *pair)[0] for edit, pair in prompts.items()}
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, batch_size: int = 16) -> dict[str, torch.Tensor]:
+        """{edit: (B,) reading} for images (B, 3, H, W) in [-1, 1]."""
+        features = torch.cat([self.clip.encode_image(images[i:i + batch_size])
+                              for i in range(0, len(images), batch_size)])  # (B, D), unit length
+        return {edit: (features @ d.to(features)).cpu() for edit, d in self.directions.items()}
 
 
 @torch.no_grad()

@@ -32,8 +32,9 @@
 # The toy world has ground truth: every face comes with its attributes, so edits are *measured*, not eyeballed.
 #
 # ## The switch
-# `WORLD` below picks the world for this notebook; every other notebook has the same line. Left at `None` it is the
-# toy world without a GPU and `"celeba_hq"` with one.
+# `WORLD` below picks the world for this notebook; notebooks 02–06 have the same line (01 trains a DDPM from scratch
+# in the toy world; 07 switches between `"toy-ldm"` and `"ldm_celebahq"`). Left at `None` it is the toy world without
+# a GPU and `"celeba_hq"` with one.
 
 # %%
 # Setup: installs the package on Colab only; on Binder or your laptop it is already installed.

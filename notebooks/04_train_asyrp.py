@@ -43,6 +43,7 @@ if "google.colab" in sys.modules:
 
 # %%
 import tempfile
+import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -56,13 +57,14 @@ from asyrp_edu.exercises import check_directional_loss, check_t_edit
 from asyrp_edu.hspace import h_shape
 from asyrp_edu.intervals import reference_table, t_boost_from_table, t_edit_from_table
 from asyrp_edu.losses import default_lambda_recon, text_direction
-from asyrp_edu.settings import steps
+from asyrp_edu.settings import run_report, steps
 from asyrp_edu.train_asyrp import EditorConfig, cached_inversion, load_editor, train_editor
 from asyrp_edu.viz import LiveLossPlot, image_grid
 from asyrp_edu.world import OFFICIAL_PROMPTS, check_editor, load_world
 
 torch.manual_seed(0)
 WORLD = None  # "toy", "celeba_hq", or a local model folder; None = toy without a GPU
+started = time.time()
 world = load_world(WORLD)
 is_toy = world.name == "toy"
 unet, schedule, clip, device = world.unet, world.schedule, world.clip, world.device
@@ -129,8 +131,8 @@ else:  # no generator to move one attribute at a time: the authors' prompts and 
 
 # %%
 panels = [(reference_table("celeba", "x0_t"), reference_table("celeba", "x"), "authors' CelebA-HQ (LPIPS)")]
-if is_toy:  # load_world measured these for the toy DDPM (16 faces, every 10th t)
-    panels.append((world.edit_table, world.boost_table, "toy DDPM (calibrated toy distance)"))
+if is_toy:  # the toy world measures these for the toy DDPM (16 faces, every 10th t)
+    panels.append((*world.tables(), "toy DDPM (calibrated toy distance)"))
 fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3), sharey=True, squeeze=False)
 axes = axes[0]
 for ax, (P, X, name) in zip(axes, panels):
@@ -272,3 +274,8 @@ check_t_edit(my_t_edit)
 # unedited P_t of the same step, a tiny but well-aimed change would already score cos ≈ 1. What then decides how
 # strong the edit becomes? (Train with `EditorConfig(reference="P_t")` and compare with the default `"authors"`,
 # which — like the authors' code — compares P_t^edit with the original image x0; then see the README.)
+
+
+# %%
+if not is_toy:  # what this run took on your GPU, to compare with the estimate printed at the top
+    print(run_report(started))

@@ -26,6 +26,10 @@
 # * **consistency across timesteps** — Δh_t points the same way at every t.
 #
 # Drag the sliders first; then we measure each claim against the toy world's ground truth.
+#
+# `WORLD` switches worlds, as in notebooks 02–04: the toy world on a CPU, `"celeba_hq"` on a Colab GPU with the
+# authors' released editors (smiling, makeup, tanned, young). The real world has no ground truth, so there CLIP reads
+# each edit: the cosine between the image's CLIP embedding and the edit's text direction ΔT.
 
 # %%
 # Setup: installs the package on Colab only; on Binder or your laptop it is already installed.
@@ -38,55 +42,65 @@ if "google.colab" in sys.modules:
 
 # %%
 import tempfile
+import time
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from asyrp_edu import sliders, toy, widgets
+from asyrp_edu import sliders, toy
 from asyrp_edu.widgets import LIVE_STEPS
 from asyrp_edu.editing import Intervals, ScaledEditor, generate_edited
-from asyrp_edu.evaluate_edits import TOY_EDITS
-from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.exercises import check_step_scale
-from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.properties import delta_h_along_trajectory, global_delta_h, measure_linearity, mean_changes, \
     timestep_cosines, unedited_judgement
-from asyrp_edu.settings import steps
-from asyrp_edu.train_asyrp import cached_inversion, load_editor
+from asyrp_edu.settings import run_report, steps
+from asyrp_edu.train_asyrp import cached_inversion
 from asyrp_edu.viz import image_grid
+from asyrp_edu.world import load_world
 
-unet, schedule = load_toy_ddpm()
-judge = load_evaluator()
+WORLD = None  # "toy", "celeba_hq", or a local model folder; None = toy without a GPU
+started = time.time()
+world = load_world(WORLD)
+is_toy = world.name == "toy"
+unet, schedule = world.unet, world.schedule
+edit_a, edit_b = world.live_edits()[:2]  # toy: smiling, glasses; real: smiling, makeup
+judge = world.judge((edit_a, edit_b))  # the evaluation network (toy) or CLIP along ΔT (real)
+n_faces = steps(32, 4) if is_toy else steps(4, 2)  # faces measured in sections 3 and 4
 cache = tempfile.mkdtemp()
-scene = widgets.make_scene(unet, schedule, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache)
+# Estimated, not measured on a T4 (see the end): about 4,400 image passes of the 256² U-Net at 0.5 TFLOP each
+# (benchmarks/real_unet_flops.py), and a T4 does roughly 4–5 TFLOP/s in float32.
+if not is_toy:
+    print("expected on a Colab T4: 8 to 10 minutes, the sliders 2 to 4 s per change, a few GB of GPU memory")
+scene = world.scene(num_steps=steps(LIVE_STEPS, 6), cache_dir=cache)
 
 # %% [markdown]
 # ## 1 · Sliders
 # **Strength** of one editor, from −2 (edit backwards) to 2 (overshoot). The image is re-generated from the cached
-# inversion with 20 steps (the editors were trained with 40, so Δh is doubled — see exercise 1).
+# inversion with 16 steps (the editors were trained with 40, so Δh is multiplied by 40/16 = 2.5 — see exercise 1).
 
 # %%
-display(sliders.strength_widget(scene, "smiling"))
+display(sliders.strength_widget(scene, edit_a))
 
 # %% [markdown]
 # **t_edit**: where editing stops. A large t_edit edits only the first, coarse steps; a small one keeps editing
 # into the details.
 
 # %%
-display(sliders.t_edit_widget(scene, "smiling"))
+display(sliders.t_edit_widget(scene, edit_a))
 
 # %% [markdown]
 # **Scrubber**: x_t, P_t and D_t at each step of the reverse process, unedited (top) and edited (bottom). The
 # edit shows up in P_t first; D_t stays the same in both rows while editing, because Asyrp never edits it.
 
 # %%
-display(sliders.scrubber_widget(scene, "smiling"))
+display(sliders.scrubber_widget(scene, edit_a))
 
 # %% [markdown]
-# **Your own image**: upload a picture; it is centre-cropped, shrunk to 32×32, inverted and shown in a strength
-# slider. (The toy DDPM only knows cartoon faces, so expect surprises on photos.)
+# **Your own image**: upload a picture; it is centre-cropped, resized to the model's size (32×32 in the toy world,
+# 256×256 for CelebA-HQ), inverted and shown in a strength slider. (The toy DDPM only knows cartoon faces, so expect
+# surprises on photos.)
 
 # %%
 output = W.Output()
@@ -95,10 +109,11 @@ output = W.Output()
 def show_scene(new_scene):
     with output:
         output.clear_output()
-        display(sliders.strength_widget(new_scene, "smiling"))
+        display(sliders.strength_widget(new_scene, edit_a))
 
 
-display(sliders.upload_widget(unet, schedule, show_scene, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache), output)
+display(sliders.upload_widget(unet, schedule, show_scene, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache,
+                              editors=scene.editors), output)
 
 # %% [markdown]
 # ## 2 · The linearity strip
@@ -106,11 +121,11 @@ display(sliders.upload_widget(unet, schedule, show_scene, num_steps=steps(LIVE_S
 
 # %%
 n_steps = steps(40, 8)
-faces, _ = toy.sample(4, seed=3, heldout=True)
+faces = world.images(4 if is_toy else steps(2, 1), seed=3)
 x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False)
 scales = [-1.0, -0.5, 0.0, 0.5, 1.0]
-for edit in ("smiling", "glasses"):
-    editor, config = load_editor(unet, edit=edit)
+for edit in (edit_a, edit_b):
+    editor, config = scene.editors[edit]
     columns = [generate_edited(unet, x_T, schedule, ScaledEditor(editor, s), Intervals(config.t_edit), n_steps)
                for s in scales]
     image_grid([torch.stack([c[i] for c in columns]) for i in range(len(faces))],
@@ -120,47 +135,52 @@ for edit in ("smiling", "glasses"):
 # ## 3 · Linearity, measured
 # For 32 held-out faces, the evaluation network reads the edited attribute at each scale. If h-space is linear, the
 # mean change grows in proportion to the scale: Pearson r close to 1 (the bar is 0.98). The full measurement on 64
-# faces and four editors is `asyrp-edu hspace` (about 12 minutes; its numbers are in the README).
+# faces and four editors is `asyrp-edu hspace` (about 12 minutes; its numbers are in the README). In the real world
+# CLIP reads 4 of the model's own samples instead (fewer faces: each costs seconds on a T4).
 
 # %%
-heldout, _ = toy.sample(steps(32, 4), seed=0, heldout=True)
+heldout = world.images(n_faces, seed=0)
 heldout_x_T = cached_inversion(unet, schedule, heldout, n_steps, cache, progress=False)
 base = unedited_judgement(unet, schedule, judge, heldout_x_T, n_steps)  # the unedited reading, computed once
 fig, ax = plt.subplots(figsize=(5, 3.2))
 linearity = {}
-for edit in ("smiling", "glasses"):
-    editor, config = load_editor(unet, edit=edit)
-    lin = linearity[edit] = measure_linearity(unet, schedule, editor, config.t_edit, judge,
-                                              TOY_EDITS[edit]["attribute"], heldout_x_T, n_steps, base=base)
+for edit in (edit_a, edit_b):
+    editor, config = scene.editors[edit]
+    lin = linearity[edit] = measure_linearity(unet, schedule, editor, config.t_edit, judge, world.attribute(edit),
+                                              heldout_x_T, n_steps, base=base)
     ax.plot(lin.scales, lin.mean_change, "o-", label=f"{edit}: r = {lin.pearson_r:.3f}")
 ax.axhline(0, color="k", lw=0.5)
 ax.set_xlabel("scale of Δh")
-ax.set_ylabel("mean change of the attribute")
+ax.set_ylabel("mean change of the attribute" if is_toy else "mean change of cos(E_I, ΔT)")
 ax.legend(fontsize=8);
 
 # %% [markdown]
 # ## 4 · Homogeneity and consistency across timesteps
-# We record Δh_t = f_t(h_t, t) while editing 16 training faces, average it over the faces (one Δh_t per t), and
+# We record Δh_t = f_t(h_t, t) while editing 16 training faces (4 in the real world), average it over the faces
+# (one Δh_t per t), and
 # also over t (a single Δh). Applied to *new* faces, how much of the per-image f_t's effect do they keep?
 # Averaging over t also shortens Δh (the Δh_t point in slightly different directions), so the last bar gives the
 # single Δh back the mean length of the Δh_t: then only the direction is shared.
 
 # %%
-editor, config = load_editor(unet, edit="smiling")
-train_faces, _ = toy.sample(steps(16, 4), seed=0)
+editor, config = scene.editors[edit_a]
+# toy: faces from the training stream (the held-out ones come from another stream); real: other samples of the model
+train_faces = toy.sample(steps(16, 4), seed=0)[0] if is_toy else world.images(n_faces, seed=10)
 train_x_T = cached_inversion(unet, schedule, train_faces, n_steps, cache, progress=False)
 per_image = delta_h_along_trajectory(unet, schedule, editor, config.t_edit, train_x_T, n_steps)
 variants = {"mean over images": global_delta_h(per_image),
             "mean over images and t": global_delta_h(per_image, over_timesteps=True),
             "… length kept": global_delta_h(per_image, over_timesteps=True, keep_norm=True)}
-effect = {"f_t (per image)": linearity["smiling"].mean_change[scales.index(1.0)]}  # scale 1 of section 3: f_t itself
-effect.update({name: mean_changes(unet, schedule, dh, config.t_edit, judge, heldout_x_T, ["mouth"], n_steps,
-                                  base)["mouth"] for name, dh in variants.items()})
+attribute = world.attribute(edit_a)
+effect = {"f_t (per image)": linearity[edit_a].mean_change[scales.index(1.0)]}  # scale 1 of section 3: f_t itself
+effect.update({name: mean_changes(unet, schedule, dh, config.t_edit, judge, heldout_x_T, [attribute], n_steps,
+                                  base)[attribute] for name, dh in variants.items()})
 ts, cos = timestep_cosines(global_delta_h(per_image))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-axes[0].bar(list(effect), [effect[k] / effect["f_t (per image)"] for k in effect])
+reference = effect["f_t (per image)"] or float("nan")  # an editor without any effect has no shares to show
+axes[0].bar(list(effect), [effect[k] / reference for k in effect])
 axes[0].axhline(0.9, color="k", ls="--", lw=1)
-axes[0].set_title("share of f_t's effect on mouth (bar: 0.9)", fontsize=9)
+axes[0].set_title(f"share of f_t's effect on {attribute} (bar: 0.9)", fontsize=9)
 axes[0].tick_params(axis="x", labelsize=8)
 im = axes[1].imshow(cos, vmin=-1, vmax=1, cmap="RdBu_r")
 axes[1].set_xticks(range(len(ts)), ts, rotation=90, fontsize=6)
@@ -171,7 +191,7 @@ fig.tight_layout()
 
 # %% [markdown]
 # ## Exercises
-# **1.** The editors were trained with 40 steps; the sliders sample with 20. Each step then has to carry twice as
+# **1.** The editors were trained with 40 steps; the sliders sample with 16. Each step then has to carry 2.5 times as
 # much of the edit. Write the factor Δh is multiplied by.
 
 # %%
@@ -185,3 +205,8 @@ check_step_scale(my_step_scale)
 # %% [markdown]
 # **2. (think)** In section 4 the single Δh averaged over images *and* timesteps keeps most of the effect. What does
 # that say about how f_t uses its inputs h_t and t? Look at the cosine matrix before answering.
+
+
+# %%
+if not is_toy:  # what this run took on your GPU, to compare with the estimate printed at the top
+    print(run_report(started))

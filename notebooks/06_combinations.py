@@ -22,6 +22,9 @@
 # If h-space is linear, editors trained separately can simply be *added*: Δh = c₁·Δh_smiling + c₂·Δh_glasses + …
 # The paper shows such combinations on CelebA-HQ. Here you mix the toy editors with sliders, see the combination grid,
 # and measure how much of each editor's solo effect survives in the mix.
+#
+# `WORLD` switches worlds, as in notebooks 02–05: on a Colab GPU (`"celeba_hq"`) the mixer holds the authors'
+# released smiling, makeup, tanned and young editors, and CLIP along each edit's text direction ΔT reads the effects.
 
 # %%
 # Setup: installs the package on Colab only; on Binder or your laptop it is already installed.
@@ -34,35 +37,43 @@ if "google.colab" in sys.modules:
 
 # %%
 import tempfile
+import time
 
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from asyrp_edu import sliders, toy, widgets
+from asyrp_edu import sliders
 from asyrp_edu.widgets import LIVE_STEPS
 from asyrp_edu.editing import Intervals, MixedEditor, generate_edited
-from asyrp_edu.evaluate_edits import TOY_EDITS
-from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.exercises import check_mixed_delta
-from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.properties import combination_effects, mean_changes, unedited_judgement
-from asyrp_edu.settings import steps
-from asyrp_edu.train_asyrp import cached_inversion, load_editor
+from asyrp_edu.settings import run_report, steps
+from asyrp_edu.train_asyrp import cached_inversion
 from asyrp_edu.viz import image_grid
+from asyrp_edu.world import load_world
 
-unet, schedule = load_toy_ddpm()
-judge = load_evaluator()
+WORLD = None  # "toy", "celeba_hq", or a local model folder; None = toy without a GPU
+started = time.time()
+world = load_world(WORLD)
+is_toy = world.name == "toy"
+unet, schedule = world.unet, world.schedule
+names = world.live_edits()  # toy: smiling, glasses, tanned, blonde, alien; real: smiling, makeup, tanned, young
+judge = world.judge(names[:3])  # the evaluation network (toy) or CLIP along ΔT (real)
 cache = tempfile.mkdtemp()
-editors = {name: load_editor(unet, edit=name) for name in ("smiling", "glasses", "tanned", "blonde")}
+# Estimated, not measured on a T4 (see the end): about 2,700 image passes of the 256² U-Net at 0.5 TFLOP each
+# (benchmarks/real_unet_flops.py), and a T4 does roughly 4–5 TFLOP/s in float32.
+if not is_toy:
+    print("expected on a Colab T4: 5 to 7 minutes, the mixer 2 to 4 s per change, a few GB of GPU memory")
 
 # %% [markdown]
 # ## 1 · The mixer
-# One slider per shipped editor. All at 0 gives the reconstruction; try smiling 1 + glasses 1, or a negative
+# One slider per editor. All at 0 gives the reconstruction; try smiling 1 + glasses 1 (toy world), or a negative
 # coefficient to remove an attribute.
 
 # %%
-scene = widgets.make_scene(unet, schedule, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache, seed=2)
+scene = world.scene(names, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache, seed=2)
+editors = scene.editors  # {name: (f_t, its config)}
 display(sliders.mixer_widget(scene))
 
 # %% [markdown]
@@ -71,10 +82,10 @@ display(sliders.mixer_widget(scene))
 
 # %%
 n_steps = steps(40, 8)
-faces, _ = toy.sample(5, seed=4, heldout=True)
+faces = world.images(5 if is_toy else steps(3, 1), seed=4)
 x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False)
-plans = {"none": [], "smiling": ["smiling"], "glasses": ["glasses"], "smiling + glasses": ["smiling", "glasses"],
-         "+ tanned": ["smiling", "glasses", "tanned"], "+ blonde": ["smiling", "glasses", "tanned", "blonde"]}
+a, b, c, d = names[:4]
+plans = {"none": [], a: [a], b: [b], f"{a} + {b}": [a, b], f"+ {c}": [a, b, c], f"+ {d}": [a, b, c, d]}
 columns = []
 for names in plans.values():
     mix = MixedEditor({n: editors[n][0] for n in names}, {n: 1.0 for n in names})
@@ -87,27 +98,28 @@ image_grid([torch.stack([c[i] for c in columns]) for i in range(len(faces))], co
 # ## 3 · Measured: does each edit survive the mix?
 # For 32 held-out faces the evaluation network reads each editor's own attribute, once with the editor alone and
 # once in the mix. The bar is 75% of the solo effect. `asyrp-edu hspace` measures the same on 64 faces (README).
+# In the real world CLIP reads 4 of the model's samples: the change of cos(E_I, ΔT) for each edit's own ΔT.
 
 # %%
-heldout, _ = toy.sample(steps(32, 4), seed=0, heldout=True)
+heldout = world.images(steps(32, 4) if is_toy else steps(4, 2), seed=0)
 heldout_x_T = cached_inversion(unet, schedule, heldout, n_steps, cache, progress=False)
 base = unedited_judgement(unet, schedule, judge, heldout_x_T, n_steps)  # the unedited reading, computed once
 solo = {n: mean_changes(unet, schedule, editors[n][0], editors[n][1].t_edit, judge, heldout_x_T,
-                        [TOY_EDITS[n]["attribute"]], n_steps, base)[TOY_EDITS[n]["attribute"]]
-        for n in ("smiling", "glasses", "tanned")}  # each editor alone, shared by both groups
-groups = {"smiling + glasses": ["smiling", "glasses"], "smiling + glasses + tanned": ["smiling", "glasses", "tanned"]}
+                        [world.attribute(n)], n_steps, base)[world.attribute(n)]
+        for n in (a, b, c)}  # each editor alone, shared by both groups
+groups = {f"{a} + {b}": [a, b], f"{a} + {b} + {c}": [a, b, c]}
 fig, axes = plt.subplots(1, len(groups), figsize=(10, 3.2))
-for ax, (title, names) in zip(axes, groups.items()):
-    report = combination_effects(unet, schedule, {n: (editors[n][0], editors[n][1].t_edit,
-                                                      TOY_EDITS[n]["attribute"]) for n in names},
+for ax, (title, group) in zip(axes, groups.items()):
+    report = combination_effects(unet, schedule, {n: (editors[n][0], editors[n][1].t_edit, world.attribute(n))
+                                                  for n in group},
                                  judge, heldout_x_T, n_steps, base, solo)
-    xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], [report[n]["solo"] for n in names], width=0.4, label="alone")
-    ax.bar([x + 0.2 for x in xs], [report[n]["mixed"] for n in names], width=0.4, label="in the mix")
-    ax.set_xticks(list(xs), [f"{n}\n{report[n]['ratio']:.0%} kept" for n in names], fontsize=8)
+    xs = range(len(group))
+    ax.bar([x - 0.2 for x in xs], [report[n]["solo"] for n in group], width=0.4, label="alone")
+    ax.bar([x + 0.2 for x in xs], [report[n]["mixed"] for n in group], width=0.4, label="in the mix")
+    ax.set_xticks(list(xs), [f"{n}\n{report[n]['ratio']:.0%} kept" for n in group], fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-axes[0].set_ylabel("mean change of own attribute")
+axes[0].set_ylabel("mean change of own attribute" if is_toy else "mean change of cos(E_I, ΔT)")
 fig.tight_layout()
 
 # %% [markdown]
@@ -126,3 +138,8 @@ check_mixed_delta(my_mix)
 # **2. (think)** The mix edits until the *latest* t_edit of its editors (the smallest t). Why might an editor
 # trained for a short interval overshoot when it keeps editing for longer inside the mix? How could you fix it
 # without retraining? (Hint: notebook 05's t_edit slider.)
+
+
+# %%
+if not is_toy:  # what this run took on your GPU, to compare with the estimate printed at the top
+    print(run_report(started))

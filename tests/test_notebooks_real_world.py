@@ -46,10 +46,18 @@ def real_world(tmp_path, monkeypatch):
     return released
 
 
-@pytest.mark.parametrize("name", ["02_ddim", "03_h_space", "04_train_asyrp"])
+@pytest.mark.parametrize("name", ["02_ddim", "03_h_space", "04_train_asyrp", "05_linearity", "06_combinations"])
 def test_notebook_runs_in_a_real_world(real_world, name):
     namespace = runpy.run_path(str(NOTEBOOKS / f"{name}.py"), run_name="__main__")
     assert namespace["world"].name == "model" and namespace["world"].name != world.TOY
+    if name in ("05_linearity", "06_combinations"):  # the authors' editors in the sliders, CLIP as the judge
+        assert isinstance(namespace["judge"], world.ClipJudge)
+        assert sorted(namespace["scene"].editors) == sorted(world.LIVE_EDITS["real"]) == sorted(real_world)
+        assert namespace["scene"].original.shape[-1] == 32  # a sample of the model, at the model's size
+    if name == "05_linearity":
+        assert all(len(lin.mean_change) == 5 for lin in namespace["linearity"].values())
+    if name == "06_combinations":
+        assert set(namespace["report"]) == {"smiling", "makeup", "tanned"}  # the last group: three editors
     if name == "04_train_asyrp":
         assert namespace["judge"] is None and "reports" not in namespace  # no ground truth outside the toy world
         assert namespace["config"].batch_size == 1 and namespace["source"] == "face"

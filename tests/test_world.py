@@ -22,3 +22,23 @@ def test_a_real_world_from_a_folder_uses_the_authors_tables(tmp_path, monkeypatc
     assert 0 < t_boost < t_edit < 1000
     with pytest.raises(KeyError, match="smiling"):
         w.editor("no such edit")
+
+
+def test_clip_judge_reads_the_edit_direction_on_ground_truth_faces():
+    """Outside the toy world CLIP along ΔT stands in for the judge; on toy faces it must order them by the truth."""
+    from asyrp_edu import toy
+
+    judge = world.ClipJudge(load_tiny_clip(), {"smiling": ("a sad cartoon face", "a smiling cartoon face")})
+    attrs = toy.sample_attributes(16, seed=4)
+    sad = toy.render({**attrs, "mouth": torch.full((16,), -0.9)})
+    smiling = toy.render({**attrs, "mouth": torch.full((16,), 0.9)})
+    before, after = judge(sad)["smiling"], judge(smiling)["smiling"]
+    assert before.shape == (16,)
+    assert (after > before).float().mean() >= 0.9  # the same faces, only the mouth changed
+
+
+def test_toy_world_measures_its_tables_only_when_asked():
+    w = world.load_world("toy", device="cpu")
+    assert w.edit_table is None  # loading stays fast for the notebooks that never ask
+    t_edit, t_boost = w.intervals_for("a sad cartoon face", "a smiling cartoon face")
+    assert w.edit_table is not None and 0 < t_edit < 1000 and 0 < t_boost < 1000

@@ -1,0 +1,99 @@
+"""Where the T4 run-time estimates of notebooks 05 and 06 come from: U-Net work counted, not timed on a GPU.
+
+1. FLOPs of one forward pass of the CelebA-HQ U-Net (256², batch 1, random weights), counted by torch's
+   FlopCounterMode on the CPU.
+2. How many such passes each notebook's real-world path makes at its default settings: the notebook runs through
+   its `WORLD` branch on a small CelebA-HQ-layout model with random weights (as tests/test_notebooks_real_world.py
+   does), and a hook on the mid block and the decoder counts images. An asymmetric step runs the encoder and mid
+   block once and the decoder twice; the extra decoder run is counted as half a pass.
+
+Passes × FLOPs divided by a T4's float32 throughput (8.1 TFLOP/s peak; 4–5 reached by convolutions) gives the
+estimate the notebooks print (measured here: 05 makes 4,411 passes, 7.3–9.1 min; 06 2,676, 4.4–5.5 min).
+About 1 minute on 2 cores.
+
+    python benchmarks/real_unet_flops.py
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import runpy
+import sys
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+T4_TFLOPS = (4.0, 5.0)  # float32 convolutions reach about half to 60% of the 8.1 peak
+
+
+def unet_tflop() -> float:
+    """TFLOP of one CelebA-HQ U-Net forward pass at 256², batch 1."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
+
+    unet = build_unet(CELEBA_HQ_UNET_CONFIG).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        unet(torch.randn(1, 3, 256, 256), torch.tensor([500]))
+    return counter.get_total_flops() / 1e12
+
+
+def count_passes(notebook: str) -> float:
+    """Image passes of the U-Net that `notebook` makes in the real world at default settings."""
+    from asyrp_edu import registry, world
+    from asyrp_edu.delta_block import DeltaBlock
+    from asyrp_edu.hspace import h_shape, temb_dim
+    from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
+    from asyrp_edu.tiny_clip import load_tiny_clip
+
+    small = dict(CELEBA_HQ_UNET_CONFIG, sample_size=32, block_out_channels=(32, 32, 32, 32, 64, 64),
+                 layers_per_block=1)
+    folder = Path(tempfile.mkdtemp())
+    torch.manual_seed(0)
+    small_unet = build_unet(small)
+    small_unet.save_pretrained(folder / "unet")
+    counts = {"mid": 0, "decoder": 0}
+    original_load = registry.load_ddpm
+
+    def load_counted(name, device="cpu", revision=None):  # the notebook's U-Net, with image counters attached
+        unet, schedule = original_load(name, device, revision)
+        unet.mid_block.register_forward_hook(lambda m, args, out: counts.__setitem__("mid", counts["mid"] + len(out)))
+        unet.up_blocks[0].register_forward_hook(
+            lambda m, args, out: counts.__setitem__("decoder", counts["decoder"] + len(out[0] if isinstance(out, tuple)
+                                                                                       else out)))
+        return unet, schedule
+
+    def random_editor(edit, model, **kwargs):  # stands in for the authors' download
+        block = DeltaBlock(h_shape(small_unet)[0], temb_dim(small_unet))
+        torch.nn.init.normal_(block.conv2.weight, std=0.05)  # non-zero, so edited steps run as they would
+        return block
+
+    with mock.patch.object(world, "default_world", lambda: str(folder)), \
+            mock.patch.object(registry, "load_ddpm", load_counted), \
+            mock.patch.object(registry, "load_clip", lambda name, device: load_tiny_clip(device=device)), \
+            mock.patch.object(registry, "official_editor", random_editor), \
+            mock.patch.dict("os.environ", {"ASYRP_EDU_SMOKE": "0"}):
+        with contextlib.redirect_stdout(io.StringIO()):  # the notebook's own printing and widgets
+            runpy.run_path(str(ROOT / "notebooks" / f"{notebook}.py"), run_name="__main__")
+    # every mid-block image is one encoder + mid pass; decoder runs beyond one per mid pass are the asymmetric extras
+    return counts["mid"] + 0.5 * (counts["decoder"] - counts["mid"])
+
+
+def main() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    tflop = unet_tflop()
+    print(f"CelebA-HQ U-Net, 256², batch 1: {tflop:.3f} TFLOP per forward pass")
+    for notebook in sys.argv[1:] or ["05_linearity", "06_combinations"]:
+        passes = count_passes(notebook)
+        low, high = (passes * tflop / t / 60 for t in reversed(T4_TFLOPS))
+        print(f"{notebook}: {passes:,.0f} image passes -> {low:.1f}–{high:.1f} min of U-Net work on a T4 "
+              f"({T4_TFLOPS[0]:g}–{T4_TFLOPS[1]:g} TFLOP/s)")
+
+
+if __name__ == "__main__":
+    main()
