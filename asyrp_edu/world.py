@@ -96,16 +96,17 @@ class World:
             editors[edit] = (block, EditorConfig(*OFFICIAL_PROMPTS[edit], t_edit=t_edit, num_steps=self.num_steps))
         return editors
 
-    def scene(self, edits: tuple[str, ...] | None = None, image: torch.Tensor | None = None, num_steps: int = 16,
-              seed: int = 0, cache_dir: str = "runs/cache"):
-        """One image inverted once with this world's editors, for the sliders of `asyrp_edu.sliders`."""
-        from .widgets import make_scene
+    def scene(self, edits: tuple[str, ...] | None = None, image: torch.Tensor | None = None,
+              num_steps: int | None = None, seed: int = 0, cache_dir: str = "runs/cache"):
+        """One image inverted once with this world's editors, for the sliders of `asyrp_edu.sliders`
+        (num_steps: the sliders' `widgets.LIVE_STEPS` unless given)."""
+        from .widgets import LIVE_STEPS, make_scene
 
         edits = edits or self.live_edits()
         if image is None and self.name != TOY:
             image = self.images(1, seed)
-        return make_scene(self.unet, self.schedule, image, num_steps=num_steps, seed=seed, cache_dir=cache_dir,
-                          editors=self.scene_editors(edits))
+        return make_scene(self.unet, self.schedule, image, num_steps=num_steps or LIVE_STEPS, seed=seed,
+                          cache_dir=cache_dir, editors=self.scene_editors(edits))
 
     def judge(self, edits: tuple[str, ...] | None = None):
         """What reads an edit's effect: the evaluation network (toy) or CLIP along each edit's ΔT (real)."""
