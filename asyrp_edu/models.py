@@ -27,6 +27,11 @@ CELEBA_HQ_UNET_CONFIG: dict = {
     "time_embedding_type": "positional",
 }
 
+# The CelebA-HQ model's exact block layout (six levels, attention at the fifth) at 32² with few channels: what tests
+# and benchmarks save and load in place of the real weights, which cannot be downloaded here.
+CELEBA_HQ_LAYOUT_SMALL: dict = {**CELEBA_HQ_UNET_CONFIG, "sample_size": 32, "layers_per_block": 1,
+                                "block_out_channels": (32, 32, 32, 32, 64, 64)}
+
 # The toy DDPM: the same blocks and embedding as the CelebA-HQ model, shrunk to 32² so that h is (B, 96, 8, 8).
 TOY_UNET_CONFIG: dict = {
     **CELEBA_HQ_UNET_CONFIG,

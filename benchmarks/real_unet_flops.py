@@ -46,14 +46,12 @@ def count_passes(notebook: str) -> float:
     from asyrp_edu import registry, world
     from asyrp_edu.delta_block import DeltaBlock
     from asyrp_edu.hspace import h_shape, temb_dim
-    from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
+    from asyrp_edu.models import CELEBA_HQ_LAYOUT_SMALL, build_unet
     from asyrp_edu.tiny_clip import load_tiny_clip
 
-    small = dict(CELEBA_HQ_UNET_CONFIG, sample_size=32, block_out_channels=(32, 32, 32, 32, 64, 64),
-                 layers_per_block=1)
     folder = Path(tempfile.mkdtemp())
     torch.manual_seed(0)
-    small_unet = build_unet(small)
+    small_unet = build_unet(CELEBA_HQ_LAYOUT_SMALL)
     small_unet.save_pretrained(folder / "unet")
     counts = {"mid": 0, "decoder": 0}
     original_load = registry.load_ddpm

@@ -16,19 +16,17 @@ import torch
 from asyrp_edu import registry, world
 from asyrp_edu.delta_block import DeltaBlock
 from asyrp_edu.hspace import h_shape, temb_dim
-from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
+from asyrp_edu.models import CELEBA_HQ_LAYOUT_SMALL, build_unet
 from asyrp_edu.tiny_clip import load_tiny_clip
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-SMALL_CELEBA_LAYOUT = dict(CELEBA_HQ_UNET_CONFIG, sample_size=32, block_out_channels=(32, 32, 32, 32, 64, 64),
-                           layers_per_block=1)
 
 
 @pytest.fixture
 def real_world(tmp_path, monkeypatch):
     """A saved random CelebA-HQ-layout model as the default world; runs in tmp_path (caches land there)."""
     torch.manual_seed(0)
-    unet = build_unet(SMALL_CELEBA_LAYOUT)
+    unet = build_unet(CELEBA_HQ_LAYOUT_SMALL)
     unet.save_pretrained(tmp_path / "model" / "unet")
     released = {}
 

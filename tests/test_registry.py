@@ -8,11 +8,8 @@ import torch
 from asyrp_edu import registry
 from asyrp_edu.ddim import Schedule
 from asyrp_edu.delta_block import DeltaBlock
-from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
+from asyrp_edu.models import CELEBA_HQ_LAYOUT_SMALL, build_unet
 from test_delta_block import CHECKPOINTS
-
-TINY_CELEBA = dict(CELEBA_HQ_UNET_CONFIG, sample_size=32, block_out_channels=(32, 32, 32, 32, 64, 64),
-                   layers_per_block=1)
 
 
 @pytest.mark.parametrize("layout", ["pipeline", "model"])
@@ -20,7 +17,7 @@ def test_a_local_folder_loads_through_from_pretrained(tmp_path, layout):
     from diffusers import DDPMScheduler
 
     torch.manual_seed(0)
-    unet = build_unet(TINY_CELEBA)
+    unet = build_unet(CELEBA_HQ_LAYOUT_SMALL)
     unet.save_pretrained(tmp_path / "unet" if layout == "pipeline" else tmp_path)
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "scheduler" if layout == "pipeline" else tmp_path)
     loaded, schedule = registry.load_ddpm(tmp_path)

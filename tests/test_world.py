@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from asyrp_edu import registry, world
-from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
+from asyrp_edu.models import CELEBA_HQ_LAYOUT_SMALL, build_unet
 from asyrp_edu.tiny_clip import load_tiny_clip
 
 
@@ -12,9 +12,7 @@ def test_default_is_toy_without_a_gpu():
 
 
 def test_a_real_world_from_a_folder_uses_the_authors_tables(tmp_path, monkeypatch):
-    config = dict(CELEBA_HQ_UNET_CONFIG, sample_size=32, block_out_channels=(32, 32, 32, 32, 64, 64),
-                  layers_per_block=1)
-    build_unet(config).save_pretrained(tmp_path / "unet")
+    build_unet(CELEBA_HQ_LAYOUT_SMALL).save_pretrained(tmp_path / "unet")
     monkeypatch.setattr(registry, "load_clip", lambda name, device: load_tiny_clip())  # no real CLIP offline
     w = world.load_world(str(tmp_path), device="cpu")
     assert w.image_size == 32 and w.num_steps == 40
