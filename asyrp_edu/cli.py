@@ -52,6 +52,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_measure(args: argparse.Namespace) -> None:
     import json
 
+    from .ddim import INVERSION_FIXED_POINT_ITERS
     from .evaluator import evaluator_accuracy, load_evaluator
     from .quality import reconstruction_mse, sample_marginals
 
@@ -72,8 +73,12 @@ def _cmd_measure(args: argparse.Namespace) -> None:
             "evaluator_on_generator_images": evaluator_accuracy(judge, n=1024),
             "sample_marginals": sample_marginals(unet, schedule, judge, n=args.samples, num_steps=args.sample_steps),
             "reconstruction": {"n": args.heldout, "steps": args.inversion_steps,
+                               "fixed_point_iters": INVERSION_FIXED_POINT_ITERS,
                                "mse": reconstruction_mse(unet, schedule, n=args.heldout,
-                                                         num_steps=args.inversion_steps)},
+                                                         num_steps=args.inversion_steps),
+                               "mse_plain_ddim_inversion": reconstruction_mse(
+                                   unet, schedule, n=args.heldout, num_steps=args.inversion_steps,
+                                   fixed_point_iters=0)},
         }
     report["max_marginal_gap"] = max(v["max_gap"] for v in report["sample_marginals"].values())
     print(json.dumps(report, indent=2))
@@ -103,6 +108,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from . import toy
     from .evaluate_edits import TOY_EDITS
     from .parallel import local_device
+    from .ddim import INVERSION_FIXED_POINT_ITERS
     from .tiny_clip import load_tiny_clip
     from .train_asyrp import EditorConfig, train_editor
 
@@ -114,7 +120,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise SystemExit(f"give --edit NAME ({', '.join(sorted(TOY_EDITS))}) or both --source and --target")
     config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed)
+                          lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed,
+                          inversion_iters=(INVERSION_FIXED_POINT_ITERS if args.world == "toy" else 0)
+                          if args.inversion_iters is None else args.inversion_iters)
     out = Path(args.out or _editor_folder(args.world, args.edit or target.replace(" ", "_")))
     device = local_device() if args.device == "auto" else torch.device(args.device)
     unet.to(device)
@@ -177,7 +185,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                          f"{_editor_folder(args.world, args.attribute)}")
     steps = args.steps or config.num_steps
     originals, _ = toy.sample(args.n, seed=args.seed, heldout=True)
-    x_T = cached_inversion(unet, schedule, originals, steps, Path("runs/cache"), progress=not args.json, codec=codec)
+    x_T = cached_inversion(unet, schedule, originals, steps, Path("runs/cache"), progress=not args.json, codec=codec,
+                           fixed_point_iters=config.inversion_iters)
     report = evaluate_editor(unet, schedule, editor, load_evaluator(), load_tiny_clip(), args.attribute, x_T,
                              originals, Intervals(args.t_edit or config.t_edit), steps, codec=codec)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
@@ -238,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--n-images", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate of f_t (the shipped toy editors use 5e-4)")
     p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
     p.add_argument("--reference", choices=("authors", "x0", "P_t"), default="authors",
                    help="compare P_t^edit with the original image in both losses (the authors' code, default), "
@@ -247,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda, or auto (cuda:LOCAL_RANK per process under `accelerate launch`, else the CPU)")
+    p.add_argument("--inversion-iters", type=int, help="fixed-point iterations per DDIM inversion step of the training "
+                   "images (default: 2 for --world toy, 0 = plain DDIM inversion for toy-ldm)")
     p.add_argument("--no-resume", action="store_true")
     p.set_defaults(func=_cmd_train)
 

@@ -21,6 +21,9 @@ from .checks import check_images
 
 # A noise predictor ε_θ(x_t, t): images (B, C, H, W) and integer timesteps (B,) -> noise (B, C, H, W).
 NoiseModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# Fixed-point iterations per inversion step (see `ddim_invert`) for the toy pixel DDPM: its shipped editors were
+# trained on such inversions. Editors record theirs (`EditorConfig.inversion_iters`; the authors' inverted plainly).
+INVERSION_FIXED_POINT_ITERS = 2
 
 
 @dataclass
@@ -149,18 +152,29 @@ def ddim_invert(
     progress: bool = True,
     return_trajectory: bool = False,
     latent: bool = False,
+    fixed_point_iters: int = 0,
 ):
     """Deterministic DDIM inversion x0 -> x_T on the grid of `Schedule.timesteps` (never clipped).
 
     latent=True: x0 are an LDM's latents z0, which need not lie in [-1, 1].
+    fixed_point_iters=0 is plain DDIM inversion (Song et al.; the authors' code; diffusers' DDIMInverseScheduler):
+    it uses ε_θ(x_s, s) where the reverse step t -> s will use ε_θ(x_t, t). Each extra iteration re-solves
+    x_t with ε_θ(x_t, t) of the current guess (one more U-Net pass per step), so that DDIM sampling
+    retraces the inversion almost exactly.
     """
     check_images(x0, channels=x0.shape[1] if x0.ndim == 4 else 3, name="x0", check_range=not latent)
+    if fixed_point_iters < 0:
+        raise ValueError(f"fixed_point_iters must be 0 (plain DDIM inversion) or more, got {fixed_point_iters}")
     grid = list(reversed(schedule.timesteps(num_steps)))  # ascending [0, …, T − T/n]
     x, s = x0, -1
     trajectory = [x0]
     for t in tqdm(grid, desc="DDIM inversion", disable=not progress, leave=False):
         eps = model(x, _timestep_batch(max(s, 0), x))  # ε_θ(x_s, s), s = 0 for the clean image
-        x = ddim_inversion_step(x, eps, s, t, schedule)
+        x_t = ddim_inversion_step(x, eps, s, t, schedule)
+        for _ in range(fixed_point_iters):
+            # x_t = sqrt(alpha_bar_t) · P_s(ε_θ(x_t, t)) + sqrt(1 − alpha_bar_t) · ε_θ(x_t, t): the step t -> s undone
+            x_t = ddim_inversion_step(x, model(x_t, _timestep_batch(t, x)), s, t, schedule)
+        x = x_t
         trajectory.append(x)
         s = t
     return (x, trajectory) if return_trajectory else x

@@ -35,7 +35,7 @@ def run_demo(out: Path = Path("asyrp_edu_demo.png"), n: int = 8, seed: int = 0) 
                      row_titles=["DDIM samples\nfrom noise", "held-out\nfaces", "their x_T\n(inverted)",
                                  "reconstructed"],
                      col_titles=_labels(judge(samples)),
-                     title=f"asyrp_edu toy world: shipped DDPM (reconstruction MSE {mse:.4f}); "
+                     title=f"asyrp_edu toy world: shipped DDPM (reconstruction MSE {mse:.5f}); "
                            "titles: the judge's reading of row 1", scale=1.3)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -143,11 +143,14 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
 
     unet, schedule = load_toy_ddpm()
     judge = load_evaluator()
-    faces, _ = toy.sample(n, seed=seed, heldout=True)
-    x_T = cached_inversion(unet, schedule, faces, num_steps, Path("runs/cache"), progress=False)
-    train_faces, _ = toy.sample(n_global, seed=seed)
-    train_x_T = cached_inversion(unet, schedule, train_faces, num_steps, Path("runs/cache"), progress=False)
     editors = {e: load_editor(unet, edit=e) for e in edits}
+    iters = editors[edits[0]][1].inversion_iters  # the shipped toy editors were all trained on the same inversions
+    faces, _ = toy.sample(n, seed=seed, heldout=True)
+    x_T = cached_inversion(unet, schedule, faces, num_steps, Path("runs/cache"), progress=False,
+                           fixed_point_iters=iters)
+    train_faces, _ = toy.sample(n_global, seed=seed)
+    train_x_T = cached_inversion(unet, schedule, train_faces, num_steps, Path("runs/cache"), progress=False,
+                                 fixed_point_iters=iters)
     groups = [g for g in (("smiling", "glasses"), ("smiling", "glasses", "tanned")) if set(g) <= set(edits)]
     bar = tqdm(total=1 + 3 * len(editors) + len(groups), desc="h-space report")
     base = unedited_judgement(unet, schedule, judge, x_T, num_steps)  # computed once, shared by every measurement

@@ -5,7 +5,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import toy
-from .ddim import Schedule, ddim_generate, ddim_invert, unet_noise_model
+from .ddim import INVERSION_FIXED_POINT_ITERS, Schedule, ddim_generate, ddim_invert, unet_noise_model
 
 
 @torch.no_grad()
@@ -42,17 +42,19 @@ def sample_marginals(unet, schedule: Schedule, evaluator, n: int = 512, num_step
 
 @torch.no_grad()
 def invert_and_reconstruct(unet, schedule: Schedule, x0: torch.Tensor, num_steps: int = 40,
-                           progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """DDIM inversion x0 -> x_T and the unclipped reconstruction x_T -> x0: returns (x_T, reconstruction)."""
+                           progress: bool = True, fixed_point_iters: int = INVERSION_FIXED_POINT_ITERS
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """DDIM inversion x0 -> x_T (as the package inverts for editing; fixed_point_iters=0: plain) and the unclipped
+    reconstruction x_T -> x0: returns (x_T, reconstruction)."""
     model = unet_noise_model(unet)
-    x_T = ddim_invert(model, x0, schedule, num_steps, progress=progress)
+    x_T = ddim_invert(model, x0, schedule, num_steps, progress=progress, fixed_point_iters=fixed_point_iters)
     return x_T, ddim_generate(model, x_T, schedule, num_steps, clip_x0=False, progress=progress)
 
 
 def reconstruction_mse(unet, schedule: Schedule, n: int = 64, num_steps: int = 40, seed: int = 0,
-                       progress: bool = True) -> float:
+                       progress: bool = True, fixed_point_iters: int = INVERSION_FIXED_POINT_ITERS) -> float:
     """Mean squared error of DDIM inversion + reconstruction on n held-out generator images in [-1, 1]."""
     x0, _ = toy.sample(n, seed=seed, heldout=True, size=unet.config.sample_size)
     device = next(unet.parameters()).device
-    _, rec = invert_and_reconstruct(unet, schedule, x0.to(device), num_steps, progress)
+    _, rec = invert_and_reconstruct(unet, schedule, x0.to(device), num_steps, progress, fixed_point_iters)
     return float((rec.cpu() - x0).pow(2).mean())

@@ -295,6 +295,21 @@ def zero_shot_accuracy(clip: TinyClip, n: int = 1000, seed: int = 0, soft: bool 
     return report
 
 
+def direction_crosstalk(clip: TinyClip, n: int = 64, seed: int = 0) -> dict[str, dict[str, float]]:
+    """{moved attribute: {prompt pair: mean cos(E_I(high) − E_I(low), ΔT of the pair)}}: the same faces with one
+    attribute moved from its low to its high prompt's range. Clean text directions: ≈ 1 on the diagonal, ≈ 0 off it."""
+    attrs = toy.sample_attributes(n, seed=seed, heldout=True)
+    with torch.no_grad():
+        texts = {k: clip.encode_text([low, high]) for k, (low, high, _, _) in PROMPTS.items()}
+        delta_T = {k: t[1] - t[0] for k, t in texts.items()}  # (D,)
+        table = {}
+        for moved, (_, _, (l0, l1), (h0, h1)) in PROMPTS.items():
+            lo = clip.encode_image(toy.render({**attrs, moved: (l0 + l1) / 2}))
+            hi = clip.encode_image(toy.render({**attrs, moved: (h0 + h1) / 2}))  # (n, D)
+            table[moved] = {k: float(F.cosine_similarity(hi - lo, d[None], dim=1).mean()) for k, d in delta_T.items()}
+    return table
+
+
 def direction_alignment(clip: TinyClip, attribute: str, n: int = 64, seed: int = 0) -> float:
     """S_dir: mean cos(E_I(high) − E_I(low), E_T(high prompt) − E_T(low prompt)), same faces, one attribute changed."""
     if attribute not in PROMPTS:

@@ -46,6 +46,9 @@ class EditorConfig:
     epochs: int = 1
     batch_size: int = 16
     seed: int = 0
+    # fixed-point iterations of the DDIM inversion its training images went through (0: plain, as the authors
+    # invert); apply the editor to images inverted the same way: it learns the x_T it is trained on
+    inversion_iters: int = 0
 
     def __post_init__(self) -> None:
         check_prompts(self.source, self.target)
@@ -55,10 +58,13 @@ class EditorConfig:
 
 
 def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
-                     progress: bool = True, codec: LatentCodec | None = None) -> torch.Tensor:
+                     progress: bool = True, codec: LatentCodec | None = None,
+                     fixed_point_iters: int = 0) -> torch.Tensor:
     """x_T of DDIM inversion, read from cache_dir when the same model, images and steps were inverted before.
 
-    codec: for a latent diffusion model; the images are encoded to z0 first and z0 is inverted."""
+    codec: for a latent diffusion model; the images are encoded to z0 first and z0 is inverted.
+    fixed_point_iters: see `ddim_invert` (0 = plain DDIM inversion, as the authors invert; an editor's
+    `EditorConfig.inversion_iters` says how its training images were inverted)."""
     if codec is not None:
         with torch.no_grad():
             images = codec.encode(images)  # z0, (N, C_z, h, w): what the latent U-Net was trained on
@@ -67,11 +73,13 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
         key.update(p.detach().flatten()[:1024].cpu().numpy().tobytes())  # a fingerprint, not a full copy
     key.update(images.cpu().numpy().tobytes())
     key.update(str(num_steps).encode())
+    if fixed_point_iters:
+        key.update(f"fixed_point_iters={fixed_point_iters}".encode())
     path = Path(cache_dir) / f"inversion_{key.hexdigest()[:20]}.safetensors"
     if path.is_file():
         return load_file(str(path))["x_T"].to(images.device)
     x_T = ddim_invert(unet_noise_model(unet), images, schedule, num_steps, progress=progress,
-                      latent=codec is not None)
+                      latent=codec is not None, fixed_point_iters=fixed_point_iters)
     save_safetensors_atomic({"x_T": x_T}, path)
     return x_T
 
@@ -119,7 +127,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     own = sorted(i for b in batches for i in group.shard(b, len(images)))  # the images this process edits
     position = {i: k for k, i in enumerate(own)}
     x_T_own = cached_inversion(unet, schedule, images[own], config.num_steps, out_dir / "cache",
-                               progress and group.is_main, codec)
+                               progress and group.is_main, codec, config.inversion_iters)
     grid = schedule.timesteps(config.num_steps)  # descending
     timesteps = [t for t in grid if t >= config.t_edit]  # the editing interval [T, t_edit]
     result = EditorTrainResult(editor, out_dir / EDITOR_FILE)

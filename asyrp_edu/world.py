@@ -46,6 +46,9 @@ class World:
     edit_table: DistanceTable | None = None  # LPIPS(x0, P_t) per t, for t_edit
     boost_table: DistanceTable | None = None  # LPIPS(x0, x_t) per t, for t_boost
     make_tables: Callable[[], tuple[DistanceTable, DistanceTable]] | None = None  # measures both, on first use
+    # fixed-point iterations of the DDIM inversion this world's editors were trained on (`ddim_invert`): 2 for the
+    # shipped toy editors, 0 (plain, as the authors invert) for the authors' released ones
+    inversion_iters: int = 0
 
     def tables(self) -> tuple[DistanceTable, DistanceTable]:
         """(edit table, boost table), measured now if this world measures its own (the toy world: seconds)."""
@@ -141,6 +144,7 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
     name = name or default_world()
     device = torch.device(device) if device is not None else default_device()
     if name == TOY:
+        from .ddim import INVERSION_FIXED_POINT_ITERS
         from .intervals import toy_tables
         from .models import load_toy_ddpm
         from .tiny_clip import load_tiny_clip
@@ -148,7 +152,8 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
         unet, schedule = load_toy_ddpm(device=device)
         # measured for the toy DDPM when first needed (16 faces, every 10th t), not by the notebooks that never ask
         return World(TOY, unet, schedule, load_tiny_clip(device=device), device,
-                     make_tables=lambda: toy_tables(unet, schedule, n=16, stride=10, progress=False))
+                     make_tables=lambda: toy_tables(unet, schedule, n=16, stride=10, progress=False),
+                     inversion_iters=INVERSION_FIXED_POINT_ITERS)
     from .registry import DDPMS, load_clip, load_ddpm
 
     unet, schedule = load_ddpm(name, device)
@@ -198,7 +203,8 @@ def check_editor(world: World, edit: str, source: str | None = None, target: str
             source, target = OFFICIAL_PROMPTS[edit]
     editor, t_edit, t_boost = world.editor(edit)
     images = world.images(n, seed)
-    x_T = cached_inversion(world.unet, world.schedule, images, world.num_steps, Path("runs/cache"), progress=False)
+    x_T = cached_inversion(world.unet, world.schedule, images, world.num_steps, Path("runs/cache"), progress=False,
+                           fixed_point_iters=world.inversion_iters)
     intervals = Intervals(t_edit, t_boost)
     plain = generate_edited(world.unet, x_T, world.schedule, None, intervals, world.num_steps).clamp(-1, 1)
     edited = generate_edited(world.unet, x_T, world.schedule, editor, intervals, world.num_steps).clamp(-1, 1)

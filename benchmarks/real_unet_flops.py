@@ -1,4 +1,4 @@
-"""Where the T4 run-time estimates of notebooks 05 and 06 come from: U-Net work counted, not timed on a GPU.
+"""Where the T4 run-time estimates of notebooks 02, 05 and 06 come from: U-Net work counted, not timed on a GPU.
 
 1. FLOPs of one forward pass of the CelebA-HQ U-Net (256², batch 1, random weights), counted by torch's
    FlopCounterMode on the CPU.
@@ -8,8 +8,9 @@
    block once and the decoder twice; the extra decoder run is counted as half a pass.
 
 Passes × FLOPs divided by a T4's float32 throughput (8.1 TFLOP/s peak; 4–5 reached by convolutions) gives the
-estimate the notebooks print (measured here: 05 makes 4,411 passes, 7.3–9.1 min; 06 2,676, 4.4–5.5 min).
-About 1 minute on 2 cores.
+estimate the notebooks print (measured here: 02 makes 3,010 passes,
+5.0–6.2 min; 05 4,411, 7.3–9.1 min; 06 2,676, 4.4–5.5 min).
+About 2 minutes on 2 cores.
 
     python benchmarks/real_unet_flops.py
 """
@@ -86,7 +87,7 @@ def main() -> None:
     matplotlib.use("Agg")
     tflop = unet_tflop()
     print(f"CelebA-HQ U-Net, 256², batch 1: {tflop:.3f} TFLOP per forward pass")
-    for notebook in sys.argv[1:] or ["05_linearity", "06_combinations"]:
+    for notebook in sys.argv[1:] or ["02_ddim", "05_linearity", "06_combinations"]:
         passes = count_passes(notebook)
         low, high = (passes * tflop / t / 60 for t in reversed(T4_TFLOPS))
         print(f"{notebook}: {passes:,.0f} image passes -> {low:.1f}–{high:.1f} min of U-Net work on a T4 "

@@ -72,7 +72,8 @@ print(f"world: {world.name} on {world.device}, images {world.image_size}², {wor
 # %%
 n_steps = steps(world.num_steps, 8)
 images = world.images(4 if world.name == "toy" else 2, seed=0)
-x_T = cached_inversion(world.unet, world.schedule, images, n_steps, tempfile.mkdtemp(), progress=False)
+x_T = cached_inversion(world.unet, world.schedule, images, n_steps, tempfile.mkdtemp(), progress=False,
+                       fixed_point_iters=world.inversion_iters)
 editor, t_edit, t_boost = world.editor("smiling")
 with torch.no_grad():
     reconstructed = generate_edited(world.unet, x_T, world.schedule, None, Intervals(t_edit, t_boost), n_steps)

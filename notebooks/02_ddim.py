@@ -41,7 +41,7 @@ if "google.colab" in sys.modules:
 import matplotlib.pyplot as plt
 import torch
 
-from asyrp_edu.ddim import ddim_generate, ddim_invert, unet_noise_model
+from asyrp_edu.ddim import INVERSION_FIXED_POINT_ITERS, ddim_generate, ddim_invert, unet_noise_model
 from asyrp_edu.exercises import check_direction_to_xt, check_predict_x0
 from asyrp_edu.settings import smoke, steps
 from asyrp_edu.viz import image_grid
@@ -49,8 +49,8 @@ from asyrp_edu.world import load_world
 
 WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
 world = load_world(WORLD)
-if world.name != "toy":  # an estimate from the model size; not yet timed on a T4
-    print("expected on a Colab T4: about 3 minutes for this notebook, under 2 GB of GPU memory")
+if world.name != "toy":  # U-Net passes counted by benchmarks/real_unet_flops.py; not yet timed on a T4
+    print("expected on a Colab T4: 5 to 7 minutes for this notebook (counted by benchmarks/real_unet_flops.py), under 2 GB of GPU memory")
 unet, schedule, size, device = world.unet, world.schedule, world.image_size, world.device
 eps_model = unet_noise_model(unet)
 real = world.name != "toy"
@@ -90,23 +90,33 @@ image_grid([r.cpu() for r in rows], row_titles=[f"η = {eta}" for eta in etas]);
 
 # %% [markdown]
 # ## 3 · Inversion and reconstruction
-# Running the deterministic step backwards (ε evaluated at the lower timestep) maps a real face x_0 to an x_T that
-# DDIM turns back into (almost) the same face. The error shrinks as the number of steps grows. Inversion and
-# reconstruction are never clipped; clipping P_t to [−1, 1] is only for sampling from pure noise.
+# Running the deterministic step backwards maps a real face x_0 to an x_T that DDIM turns back into (almost) the
+# same face. Plain DDIM inversion (the authors' code, diffusers' `DDIMInverseScheduler`) goes from s up to t with
+# ε_θ(x_s, s), but sampling comes back down from t with ε_θ(x_t, t): the two differ a little, and the error shrinks
+# as the number of steps grows. `fixed_point_iters` re-solves each step with ε_θ(x_t, t) of the current guess
+# (one more U-Net pass per iteration), so sampling retraces the inversion. The toy world's editors were trained on
+# faces inverted with `INVERSION_FIXED_POINT_ITERS` = 2 iterations, the authors' editors on plain inversions; each
+# editor is applied to images inverted its way. Inversion and reconstruction are never clipped; clipping P_t to
+# [−1, 1] is only for sampling from pure noise.
 
 # %%
 faces = world.images(4 if real else 16)  # held-out toy faces, or (real world) the model's own samples
 rows = []
 for n in ([5, 10] if smoke() else [5, 10, 20, 40] if real else [5, 10, 20, 40, 100]):
-    x_T = ddim_invert(eps_model, faces, schedule, num_steps=n, progress=False)
-    recon = ddim_generate(eps_model, x_T, schedule, num_steps=n, clip_x0=False, progress=False)
-    rows.append((n, float((recon - faces).pow(2).mean()), recon))
-print(f"{'steps':>6} | reconstruction MSE")
-for n, mse, _ in rows:
-    print(f"{n:>6} | {mse:.5f}")
+    errors = {}
+    for iters in (0, INVERSION_FIXED_POINT_ITERS):
+        x_T = ddim_invert(eps_model, faces, schedule, num_steps=n, progress=False, fixed_point_iters=iters)
+        recon = ddim_generate(eps_model, x_T, schedule, num_steps=n, clip_x0=False, progress=False)
+        errors[iters] = float((recon - faces).pow(2).mean())
+    rows.append((n, errors, recon))
+print(f"{'steps':>6} | MSE, plain inversion | MSE, {INVERSION_FIXED_POINT_ITERS} fixed-point iterations")
+for n, errors, _ in rows:
+    print(f"{n:>6} | {errors[0]:20.6f} | {errors[INVERSION_FIXED_POINT_ITERS]:.6f}")
 plt.figure(figsize=(5, 3))
-plt.loglog([n for n, _, _ in rows], [m for _, m, _ in rows], "o-")
-plt.xlabel("DDIM steps"); plt.ylabel("MSE (images in [−1, 1])"); plt.title("inversion + reconstruction error");
+for iters, label in ((0, "plain DDIM inversion"), (INVERSION_FIXED_POINT_ITERS, "fixed-point inversion")):
+    plt.loglog([n for n, _, _ in rows], [e[iters] for _, e, _ in rows], "o-", label=label)
+plt.xlabel("DDIM steps"); plt.ylabel("MSE (images in [−1, 1])"); plt.title("inversion + reconstruction error")
+plt.legend();
 
 # %%
 image_grid([faces[:8].cpu()] + [r[:8].cpu() for _, _, r in rows],

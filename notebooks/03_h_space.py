@@ -24,9 +24,10 @@
 #
 # 1. finds h in a diffusers `UNet2DModel` (the toy model and the CelebA-HQ configuration),
 # 2. splits the U-Net at h: encoder and middle block once, decoder twice,
-# 3. adds a *random* Δh and compares the **asymmetric** reverse process (edited ε in P_t only) with the symmetric one.
+# 3. adds a *random* Δh and compares the **asymmetric** reverse process (edited ε in P_t only) with the symmetric one,
+# 4. optimises one Δh directly, shared by every image and timestep, so that the faces move towards a text.
 #
-# (Optimising one Δh directly with the directional CLIP loss, and learning f_t, follow in notebook 04.)
+# (Notebook 04 explains the directional CLIP loss used in section 4 and learns the network f_t(h_t, t).)
 
 # %%
 # Setup: installs the package on Colab only; on Binder or your laptop it is already installed.
@@ -42,14 +43,16 @@ import tempfile
 
 import torch
 
-from asyrp_edu import hspace
-from asyrp_edu.editing import Intervals, generate_edited
+from asyrp_edu import hspace, toy
+from asyrp_edu.editing import ConstantDeltaH, Intervals, generate_edited
+from asyrp_edu.evaluate_edits import TOY_EDITS
+from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.exercises import check_asymmetric_step
 from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
 from asyrp_edu.settings import steps
-from asyrp_edu.train_asyrp import cached_inversion
-from asyrp_edu.viz import image_grid
-from asyrp_edu.world import load_world
+from asyrp_edu.train_asyrp import EditorConfig, cached_inversion, load_editor, train_editor
+from asyrp_edu.viz import LiveLossPlot, image_grid
+from asyrp_edu.world import OFFICIAL_PROMPTS, load_world
 
 WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
 world = load_world(WORLD)
@@ -98,7 +101,8 @@ print(f"h: {tuple(enc.h.shape)}, max |decode(encode(x)) − unet(x)| = {float((s
 # %%
 n_steps = steps(40, 10)
 faces = world.images(4, seed=1)
-x_T = cached_inversion(unet, schedule, faces, n_steps, tempfile.mkdtemp(), progress=False)
+x_T = cached_inversion(unet, schedule, faces, n_steps, tempfile.mkdtemp(), progress=False,
+                       fixed_point_iters=world.inversion_iters)
 g = torch.Generator().manual_seed(0)
 random_dh = torch.randn(1, *hspace.h_shape(unet), generator=g).to(device)
 random_dh = random_dh / random_dh.norm() * enc.h[:1].norm() * 0.5  # half the size of a typical h
@@ -109,6 +113,34 @@ sym = generate_edited(unet, x_T, schedule, random_dh, intervals, n_steps, symmet
 image_grid([r.cpu() for r in (faces, plain, asym, sym)], row_titles=["original", "reconstructed", "asymmetric Δh", "symmetric Δh"]);
 print(f"mean |change| asymmetric: {float((asym - plain).abs().mean()):.3f}, "
       f"symmetric: {float((sym - plain).abs().mean()):.3f}")
+
+# %% [markdown]
+# ## 4 · One Δh for every image, optimised directly
+# A random Δh changes faces in no particular direction. The simplest *useful* editor is one Δh (the shape of h),
+# shared by all images and timesteps, optimised so that P_t moves the way the text "sad → smiling" points (the
+# directional CLIP loss of notebook 04). The paper's homogeneity claim says such a global direction already works. We
+# optimise it on a few inverted faces, then apply it to the four faces above, which it never saw.
+
+# %%
+if world.name == "toy":  # the generator's training stream; the shipped smiling editor's t_edit
+    source, target = TOY_EDITS["smiling"]["source"], TOY_EDITS["smiling"]["target"]
+    train_faces = toy.sample(steps(32, 4), seed=0)[0].to(device)
+    t_edit, batch = load_editor(unet, edit="smiling")[1].t_edit, 16
+else:  # the model's own samples as training images; t_edit by the paper's LPIPS rule; the authors' batch of 1
+    source, target = OFFICIAL_PROMPTS["smiling"]
+    train_faces = world.images(steps(8, 2), seed=0)
+    t_edit, batch = world.intervals_for(source, target)[0], 1
+config = EditorConfig(source, target, t_edit=t_edit, num_steps=n_steps, epochs=steps(2, 1), batch_size=batch,
+                      lr=0.05, seed=0, inversion_iters=world.inversion_iters)
+global_dh = ConstantDeltaH(hspace.h_shape(unet))
+train_editor(unet, schedule, world.clip, train_faces, config, tempfile.mkdtemp(), editor=global_dh, progress=False,
+             on_step=LiveLossPlot(every=10, title="one global Δh"))
+edited = generate_edited(unet, x_T, schedule, global_dh, Intervals(t_edit), n_steps)
+image_grid([r.cpu() for r in (faces, plain, edited)], row_titles=["original", "reconstructed", "+ global Δh"]);
+if world.name == "toy":  # the evaluation network reads the mouth before and after
+    judge = load_evaluator()
+    before, after = judge(plain.clamp(-1, 1))["mouth"].mean(), judge(edited.clamp(-1, 1))["mouth"].mean()
+    print(f"judge: mean mouth curvature {before:+.2f} before, {after:+.2f} after")
 
 # %% [markdown]
 # ## Exercises

@@ -24,12 +24,12 @@
 #
 # 1. the **directional CLIP loss** and the reconstruction loss, with the toy world's tiny CLIP;
 # 2. **where to edit**: t_edit from editing strength and t_boost from quality deficiency;
-# 3. one **global Δh** optimised directly, then the network **f_t(h_t, t)**, trained live;
+# 3. the network **f_t(h_t, t)**, trained live (notebook 03 optimised one global Δh directly);
 # 4. the shipped editors, **measured against ground truth** by the evaluation network.
 #
 # `WORLD` switches worlds, as in notebooks 02–03: the toy world on a CPU, `"celeba_hq"` on a Colab GPU. There, the
 # losses use OpenAI's CLIP, the intervals come from the authors' LPIPS tables, the training images are the model's
-# own samples (the authors used CelebA-HQ photos), and section 5 checks the authors' released editor instead of
+# own samples (the authors used CelebA-HQ photos), and section 4 checks the authors' released editor instead of
 # measuring against ground truth, which only the toy world has.
 
 # %%
@@ -50,11 +50,10 @@ import torch
 import torch.nn.functional as F
 
 from asyrp_edu import toy
-from asyrp_edu.editing import ConstantDeltaH, Intervals, generate_edited
+from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.evaluate_edits import TOY_EDITS, evaluate_editor, reconstruct
 from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.exercises import check_directional_loss, check_t_edit
-from asyrp_edu.hspace import h_shape
 from asyrp_edu.intervals import reference_table, t_boost_from_table, t_edit_from_table
 from asyrp_edu.losses import default_lambda_recon, text_direction
 from asyrp_edu.settings import run_report, steps
@@ -147,10 +146,12 @@ for ax, (P, X, name) in zip(axes, panels):
 axes[0].set_ylabel("distance");
 
 # %% [markdown]
-# ## 3 · One global Δh, optimised directly
-# Before learning a network, the simplest editor: a single Δh (shape of h) shared by all images and timesteps,
-# optimised with the directional loss. The paper's homogeneity claim says such a global direction already works.
-# We train on a few inverted faces, then apply it to faces it never saw.
+# ## 3 · Learning f_t, live
+# Notebook 03 ended with one global Δh, shared by every image and timestep. f_t(h_t, t) is the paper's small block
+# (1×1 conv, + timestep embedding, GroupNorm, SiLU, 1×1 conv). It sees h_t, so Δh can differ per image and per step.
+# Training walks the edited trajectory from x_T to t_edit and takes one Adam step per timestep; the curves update
+# while it runs. (Interrupt it and run the cell again: it resumes from the last finished batch.) Then it edits faces
+# it never saw.
 
 # %%
 if is_toy:  # the generator's training stream; the shipped smiling editor's t_edit and learning rate
@@ -163,36 +164,21 @@ else:  # the model's own samples as training images; t_edit by the paper's LPIPS
     source, target = OFFICIAL_PROMPTS["smiling"]
     train_faces, new_faces = world.images(steps(8, 2), seed=0), world.images(steps(4, 2), seed=1)
     t_edit, lr_f, batch = world.intervals_for(source, target)[0], 2e-3, 1
-config = EditorConfig(source, target, t_edit=t_edit, num_steps=n_steps, epochs=steps(2, 1), batch_size=batch,
-                      lr=0.05, seed=0)
-global_dh = ConstantDeltaH(h_shape(unet))
-result = train_editor(unet, schedule, clip, train_faces, config, f"{work}/global", editor=global_dh, progress=False,
-                      on_step=LiveLossPlot(every=10, title="one global Δh"))
-x_T = cached_inversion(unet, schedule, new_faces, n_steps, f"{work}/cache", progress=False)
-intervals = Intervals(config.t_edit)
-plain = generate_edited(unet, x_T, schedule, None, intervals, n_steps).clamp(-1, 1)
-edited = generate_edited(unet, x_T, schedule, global_dh, intervals, n_steps).clamp(-1, 1)
-image_grid([new_faces, plain, edited], row_titles=["original", "reconstructed", "+ global Δh"]);
-if is_toy:
-    print("judge: mouth before", judge(plain)["mouth"].mean().item(), "after", judge(edited)["mouth"].mean().item())
-
-# %% [markdown]
-# ## 4 · Learning f_t, live
-# f_t(h_t, t) is the paper's small block (1×1 conv, + timestep embedding, GroupNorm, SiLU, 1×1 conv). It sees h_t,
-# so Δh can differ per image and per step. Training walks the edited trajectory from x_T to t_edit and takes one
-# Adam step per timestep; the curves update while it runs. (Interrupt it and run the cell again: it resumes from the
-# last finished batch.)
-
-# %%
 config_f = EditorConfig(source, target, t_edit=t_edit, num_steps=n_steps, epochs=steps(2, 1), batch_size=batch,
-                        lr=lr_f, seed=0)
+                        lr=lr_f, seed=0, inversion_iters=world.inversion_iters)
 trained = train_editor(unet, schedule, clip, train_faces, config_f, f"{work}/f_t", progress=False,
                        on_step=LiveLossPlot(every=10, title="f_t: smiling"))
-edited_f = generate_edited(unet, x_T, schedule, trained.editor, intervals, n_steps)
+x_T = cached_inversion(unet, schedule, new_faces, n_steps, f"{work}/cache", progress=False,
+                       fixed_point_iters=config_f.inversion_iters)
+intervals = Intervals(config_f.t_edit)
+plain = generate_edited(unet, x_T, schedule, None, intervals, n_steps).clamp(-1, 1)
+edited_f = generate_edited(unet, x_T, schedule, trained.editor, intervals, n_steps).clamp(-1, 1)
 image_grid([new_faces, plain, edited_f], row_titles=["original", "reconstructed", "+ f_t (just trained)"]);
+if is_toy:
+    print(f"judge: mouth before {judge(plain)['mouth'].mean():.2f}, after {judge(edited_f)['mouth'].mean():.2f}")
 
 # %% [markdown]
-# ## 5 · The shipped editors, measured against ground truth
+# ## 4 · The shipped editors, measured against ground truth
 # The package ships f_t editors trained with `asyrp-edu train --world toy --edit NAME` (see the README for the exact
 # commands). The evaluation network — trained on the generator's ground truth, never used for training editors —
 # judges held-out faces before and after each edit: how often the edit succeeds, how much every *other* attribute
@@ -209,8 +195,9 @@ if not is_toy:
 
 # %%
 if is_toy:  # measured against the generator's ground truth
-    eval_faces = toy.sample(steps(32, 4), seed=0, heldout=True)[0].to(device)
-    eval_x_T = cached_inversion(unet, schedule, eval_faces, n_steps, f"{work}/cache", progress=False)
+    eval_faces = toy.sample(steps(24, 4), seed=0, heldout=True)[0].to(device)  # 64 faces: `asyrp-edu evaluate`
+    eval_x_T = cached_inversion(unet, schedule, eval_faces, n_steps, f"{work}/cache", progress=False,
+                                fixed_point_iters=world.inversion_iters)  # as the shipped editors were trained
     recon = reconstruct(unet, schedule, eval_x_T, n_steps)  # the unedited result, shared by every editor
     rows, titles, reports = [eval_faces[:8]], ["original"], {}
     for edit in TOY_EDITS:

@@ -122,7 +122,8 @@ display(sliders.upload_widget(unet, schedule, show_scene, num_steps=steps(LIVE_S
 # %%
 n_steps = steps(40, 8)
 faces = world.images(4 if is_toy else steps(2, 1), seed=3)
-x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False)
+x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False,
+                       fixed_point_iters=world.inversion_iters)
 scales = [-1.0, -0.5, 0.0, 0.5, 1.0]
 for edit in (edit_a, edit_b):
     editor, config = scene.editors[edit]
@@ -135,12 +136,13 @@ for edit in (edit_a, edit_b):
 # ## 3 · Linearity, measured
 # For 32 held-out faces, the evaluation network reads the edited attribute at each scale. If h-space is linear, the
 # mean change grows in proportion to the scale: Pearson r close to 1 (the bar is 0.98). The full measurement on 64
-# faces and four editors is `asyrp-edu hspace` (about 12 minutes; its numbers are in the README). In the real world
+# faces and four editors is `asyrp-edu hspace` (about 14 minutes; its numbers are in the README). In the real world
 # CLIP reads 4 of the model's own samples instead (fewer faces: each costs seconds on a T4).
 
 # %%
 heldout = world.images(n_faces, seed=0)
-heldout_x_T = cached_inversion(unet, schedule, heldout, n_steps, cache, progress=False)
+heldout_x_T = cached_inversion(unet, schedule, heldout, n_steps, cache, progress=False,
+                               fixed_point_iters=world.inversion_iters)
 base = unedited_judgement(unet, schedule, judge, heldout_x_T, n_steps)  # the unedited reading, computed once
 fig, ax = plt.subplots(figsize=(5, 3.2))
 linearity = {}
@@ -166,7 +168,8 @@ ax.legend(fontsize=8);
 editor, config = scene.editors[edit_a]
 # toy: faces from the training stream (the held-out ones come from another stream); real: other samples of the model
 train_faces = toy.sample(steps(16, 4), seed=0)[0] if is_toy else world.images(n_faces, seed=10)
-train_x_T = cached_inversion(unet, schedule, train_faces, n_steps, cache, progress=False)
+train_x_T = cached_inversion(unet, schedule, train_faces, n_steps, cache, progress=False,
+                             fixed_point_iters=world.inversion_iters)
 per_image = delta_h_along_trajectory(unet, schedule, editor, config.t_edit, train_x_T, n_steps)
 variants = {"mean over images": global_delta_h(per_image),
             "mean over images and t": global_delta_h(per_image, over_timesteps=True),

@@ -83,7 +83,8 @@ display(sliders.mixer_widget(scene))
 # %%
 n_steps = steps(40, 8)
 faces = world.images(5 if is_toy else steps(3, 1), seed=4)
-x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False)
+x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False,
+                       fixed_point_iters=world.inversion_iters)
 a, b, c, d = names[:4]
 plans = {"none": [], a: [a], b: [b], f"{a} + {b}": [a, b], f"+ {c}": [a, b, c], f"+ {d}": [a, b, c, d]}
 columns = []
@@ -102,7 +103,8 @@ image_grid([torch.stack([c[i] for c in columns]) for i in range(len(faces))], co
 
 # %%
 heldout = world.images(steps(32, 4) if is_toy else steps(4, 2), seed=0)
-heldout_x_T = cached_inversion(unet, schedule, heldout, n_steps, cache, progress=False)
+heldout_x_T = cached_inversion(unet, schedule, heldout, n_steps, cache, progress=False,
+                               fixed_point_iters=world.inversion_iters)
 base = unedited_judgement(unet, schedule, judge, heldout_x_T, n_steps)  # the unedited reading, computed once
 solo = {n: mean_changes(unet, schedule, editors[n][0], editors[n][1].t_edit, judge, heldout_x_T,
                         [world.attribute(n)], n_steps, base)[world.attribute(n)]

@@ -1,7 +1,7 @@
 """Our DDIM core against diffusers' DDIMScheduler, a reference no one here wrote."""
 import pytest
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMInverseScheduler, DDIMScheduler
 
 from asyrp_edu.ddim import (Schedule, ddim_generate, ddim_invert, ddim_step, predict_x0, unet_noise_model)
 
@@ -88,6 +88,43 @@ def test_inversion_reconstruction_error_falls_with_steps():
         errors.append(float((rec - x0).pow(2).mean()))
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < 0.2 * errors[0], errors
+
+
+def test_plain_inversion_matches_diffusers_inverse_scheduler(tiny_unet):
+    # DDIMInverseScheduler.step(ε, t, x_s) goes from s = t − T/n up to t; we feed it ε_θ(x_s, s), as we invert
+    ref = DDIMInverseScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                               clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    ref.set_timesteps(10)
+    ours = Schedule.from_diffusers(ref)
+    tiny_unet = tiny_unet.double()
+    x0 = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2 - 1
+    got, trajectory = ddim_invert(unet_noise_model(tiny_unet), x0, ours, num_steps=10, progress=False,
+                                  return_trajectory=True)
+    assert ref.timesteps.tolist() == list(reversed(ours.timesteps(10)))
+    x = x0
+    with torch.no_grad():
+        for i, t in enumerate(ref.timesteps.tolist()):
+            s = max(t - 100, 0)
+            x = ref.step(tiny_unet(x, s).sample, t, x).prev_sample
+            assert (trajectory[i + 1] - x).abs().max() < 1e-6, t
+    assert (got - x).abs().max() < 1e-6
+
+
+def test_fixed_point_inversion_retraces_ddim_sampling():
+    from asyrp_edu import toy
+
+    ours = Schedule.linear()
+    x0, _ = toy.sample(4, seed=5, size=16)
+    model = gaussian_optimal_eps(ours, mean=x0.mean(0, keepdim=True), std=0.5)
+    errors = {}
+    for iters in (0, 1, 3):
+        x_T = ddim_invert(model, x0, ours, num_steps=10, progress=False, fixed_point_iters=iters)
+        rec = ddim_generate(model, x_T, ours, num_steps=10, clip_x0=False, progress=False)
+        errors[iters] = float((rec - x0).pow(2).mean())
+    assert errors[0] > 1e-4, errors  # plain inversion is visibly inexact at 10 steps
+    assert errors[1] < 0.5 * errors[0] and errors[3] < 0.01 * errors[0], errors
+    with pytest.raises(ValueError, match="fixed_point_iters"):
+        ddim_invert(model, x0, ours, num_steps=10, progress=False, fixed_point_iters=-1)
 
 
 def test_eta_positive_without_noise_is_an_error():

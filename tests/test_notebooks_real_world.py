@@ -56,8 +56,12 @@ def test_notebook_runs_in_a_real_world(real_world, name):
         assert all(len(lin.mean_change) == 5 for lin in namespace["linearity"].values())
     if name == "06_combinations":
         assert set(namespace["report"]) == {"smiling", "makeup", "tanned"}  # the last group: three editors
+    if name == "03_h_space":  # the global Δh: the authors' prompts and batch size, plain inversion
+        assert namespace["config"].batch_size == 1 and namespace["source"] == "face"
+        assert namespace["config"].inversion_iters == 0
     if name == "04_train_asyrp":
         assert namespace["judge"] is None and "reports" not in namespace  # no ground truth outside the toy world
-        assert namespace["config"].batch_size == 1 and namespace["source"] == "face"
+        assert namespace["config_f"].batch_size == 1 and namespace["source"] == "face"
+        assert namespace["config_f"].inversion_iters == 0  # as the authors invert
         assert real_world == {"smiling": "model"}  # the authors' editor was asked for, for this model
         assert namespace["check"]["mean_pixel_change"] > 0

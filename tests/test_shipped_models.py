@@ -37,7 +37,10 @@ def test_evaluator_meets_its_bars_on_fresh_generator_images():
 
 def test_inversion_reconstruction_is_accurate_at_40_steps():
     unet, schedule = load_toy_ddpm()
-    assert reconstruction_mse(unet, schedule, n=8, num_steps=40, seed=7, progress=False) <= 0.002
+    iterated = reconstruction_mse(unet, schedule, n=8, num_steps=40, seed=7, progress=False)  # the package's default
+    plain = reconstruction_mse(unet, schedule, n=8, num_steps=40, seed=7, progress=False, fixed_point_iters=0)
+    assert iterated <= 0.002, iterated
+    assert iterated < 0.1 * plain, (iterated, plain)  # the fixed-point iterations are what makes it exact
 
 
 def test_shipped_model_is_denoising_not_random():
@@ -72,3 +75,28 @@ def test_toy_ldm_has_h_at_8x8_and_denoises_latents():
         a = ldm.schedule.alpha_bar[300].float()
         pred = ldm.unet(a.sqrt() * z0 + (1 - a).sqrt() * eps, torch.full((8,), 300)).sample
     assert float((pred - eps).pow(2).mean()) < 0.5  # predicting zero would score 1.0
+
+
+def test_tiny_clip_text_directions_are_clean():
+    # Faces that differ in one attribute only move E_I along that attribute's ΔT, and not along the others'.
+    from asyrp_edu.tiny_clip import direction_crosstalk, load_tiny_clip
+
+    table = direction_crosstalk(load_tiny_clip(), n=32, seed=3)
+    for moved, row in table.items():
+        assert row[moved] >= 0.9, (moved, row)
+        assert all(abs(v) <= 0.1 for k, v in row.items() if k != moved), (moved, row)
+
+
+def test_shipped_editors_record_how_their_training_faces_were_inverted():
+    # an editor is applied to images inverted as its training images were (README, "Why the inversion iterates")
+    from asyrp_edu.ddim import INVERSION_FIXED_POINT_ITERS
+    from asyrp_edu.evaluate_edits import TOY_EDITS
+    from asyrp_edu.ldm import load_toy_ldm
+    from asyrp_edu.train_asyrp import load_editor
+    from asyrp_edu.world import load_world
+
+    unet, _ = load_toy_ddpm()
+    for edit in TOY_EDITS:
+        assert load_editor(unet, edit=edit)[1].inversion_iters == INVERSION_FIXED_POINT_ITERS == 2, edit
+    assert load_world("toy", device="cpu").inversion_iters == INVERSION_FIXED_POINT_ITERS
+    assert load_editor(load_toy_ldm().unet, edit="smiling", world="toy-ldm")[1].inversion_iters == 0  # plain

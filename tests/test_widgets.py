@@ -143,3 +143,17 @@ def test_measurements_on_a_random_editor(scene):
     assert set(combo) == {"a", "b"} and set(combo["a"]) == {"solo", "mixed", "ratio"}
     assert isinstance(ScaledEditor(editor, 2.0)(torch.randn(1, *h_shape(unet)), torch.randn(1, temb_dim(unet))),
                       torch.Tensor)
+
+
+def test_scene_inverts_as_its_editors_were_trained(tiny_unet, tmp_path):
+    schedule = Schedule.linear()
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    plain = EditorConfig("a sad face", "a smiling face", t_edit=500, num_steps=4)
+    iterated = EditorConfig("a sad face", "a smiling face", t_edit=500, num_steps=4, inversion_iters=2)
+    scenes = [widgets.make_scene(tiny_unet, schedule, image, num_steps=4, cache_dir=str(tmp_path),
+                                 editors={"a": (random_editor(tiny_unet, 1), config)}) for config in (plain, iterated)]
+    assert len(list(tmp_path.glob("inversion_*"))) == 2  # cached apart
+    assert not torch.allclose(scenes[0].x_T, scenes[1].x_T)
+    with pytest.raises(ValueError, match="differently inverted"):
+        widgets.make_scene(tiny_unet, schedule, image, num_steps=4, cache_dir=str(tmp_path),
+                           editors={"a": (random_editor(tiny_unet, 1), plain), "b": (random_editor(tiny_unet, 2), iterated)})
