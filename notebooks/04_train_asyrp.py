@@ -57,6 +57,7 @@ from asyrp_edu.exercises import check_directional_loss, check_t_edit
 from asyrp_edu.intervals import reference_table, t_boost_from_table, t_edit_from_table
 from asyrp_edu.losses import default_lambda_recon, text_direction
 from asyrp_edu.settings import run_report, steps
+from asyrp_edu.tiny_clip import direction_crosstalk
 from asyrp_edu.train_asyrp import EditorConfig, cached_inversion, load_editor, train_editor
 from asyrp_edu.viz import LiveLossPlot, image_grid
 from asyrp_edu.world import OFFICIAL_PROMPTS, check_editor, load_world
@@ -86,21 +87,11 @@ if not is_toy:  # estimates: one update at batch 1 measured on a CPU (benchmarks
 
 # %%
 if is_toy:  # one bright cell per row: each text direction moves only its own attribute
-    attrs = toy.sample_attributes(64, seed=0, heldout=True)
-    moves = {"mouth": (-0.8, 0.8), "eye_size": (0.1, 0.9), "skin_tone": (0.1, 0.9), "hair_color": (0.1, 0.9),
-             "glasses": (0.0, 1.0)}
-    image_dirs = {}
-    with torch.no_grad():
-        for name, (lo, hi) in moves.items():
-            low, high = ({**attrs, name: torch.full_like(attrs[name], v)} for v in (lo, hi))
-            e_lo = F.normalize(clip.encode_image(toy.render(low).to(device)), dim=-1)
-            e_hi = F.normalize(clip.encode_image(toy.render(high).to(device)), dim=-1)
-            image_dirs[name] = F.normalize((e_hi - e_lo).mean(0), dim=0)
+    table = direction_crosstalk(clip, n=64)  # {moved attribute: {prompt pair: mean cos}}
+    moves = ["mouth", "eye_size", "skin_tone", "hair_color", "glasses"]
     edits = [e for e in TOY_EDITS if e != "alien"]
-    cosines, text_cos = torch.zeros(len(edits), len(moves)), {}
-    for i, edit in enumerate(edits):
-        delta_T, text_cos[edit] = text_direction(clip.encode_text, TOY_EDITS[edit]["source"], TOY_EDITS[edit]["target"])
-        cosines[i] = torch.stack([delta_T @ d for d in image_dirs.values()]).cpu()
+    cosines = torch.tensor([[table[m][TOY_EDITS[e]["attribute"]] for m in moves] for e in edits])
+    text_cos = {e: text_direction(clip.encode_text, TOY_EDITS[e]["source"], TOY_EDITS[e]["target"])[1] for e in edits}
     fig, ax = plt.subplots(figsize=(5.5, 2.8))
     im = ax.imshow(cosines, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(len(moves)), list(moves), rotation=30)

@@ -86,6 +86,8 @@ def test_train_save_load_round_trip_and_loss_goes_down(tmp_path):
     acc = tc.zero_shot_accuracy(loaded, n=16)
     assert set(acc) == set(tc.PROMPTS) and all(0 <= v <= 1 for v in acc.values())
     assert -1 <= tc.direction_alignment(loaded, "mouth", n=4) <= 1
+    with pytest.raises(KeyError, match="unknown attribute"):
+        tc.direction_alignment(loaded, "nose", n=4)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
