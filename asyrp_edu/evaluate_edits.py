@@ -40,6 +40,23 @@ def greenness(images: torch.Tensor) -> torch.Tensor:
     return g - (r + b) / 2
 
 
+def background_change(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean |Δ| over the four 6×6 corners, which show background only: (B,). An edit that wrecks the image (noise
+    can be green too) moves them; an edit of the face does not."""
+    corners = [(slice(0, 6), slice(0, 6)), (slice(0, 6), slice(-6, None)), (slice(-6, None), slice(0, 6)),
+               (slice(-6, None), slice(-6, None))]
+    return torch.stack([(images[..., r, c] - reference[..., r, c]).abs().mean((1, 2, 3)) for r, c in corners]).mean(0)
+
+
+# The unseen 'alien' edit succeeds on a face that turns green (greenness > 0.2) while its background stays put
+ALIEN_GREEN, ALIEN_MAX_BACKGROUND_CHANGE = 0.2, 0.25
+
+
+def alien_success(edited: torch.Tensor, unedited: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: a green face on an intact image."""
+    return (greenness(edited) > ALIEN_GREEN) & (background_change(edited, unedited) < ALIEN_MAX_BACKGROUND_CHANGE)
+
+
 @dataclass
 class EditReport:
     """What an editor did to n held-out images, judged by the evaluation network."""
@@ -84,7 +101,7 @@ def evaluate_editor(unet, schedule: Schedule, editor, judge, clip, edit: str, x_
     name = spec["attribute"]
     if name == "alien":
         change = greenness(edited) - greenness(shown)
-        success = float((greenness(edited) > 0.2).float().mean())
+        success = float(alien_success(edited, shown).float().mean())
     else:
         change = after[name] - before[name]
         success = float(spec["success"](after[name]).float().mean())

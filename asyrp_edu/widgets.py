@@ -35,6 +35,8 @@ class Scene:
     editors: dict[str, tuple[torch.nn.Module, EditorConfig]]
     num_steps: int = LIVE_STEPS
     cache: dict = field(default_factory=dict)
+    t_boost: int = 0  # quality boosting (η = 1) below it; 0: none, as the toy editors were measured
+    seed: int = 0  # the boosting noise, the same at every render so that a slider move changes only the edit
 
     def delta_scale(self, edit: str) -> float:
         """Δh × n_train / n_test, because the scene samples with fewer steps than the editor was trained with."""
@@ -43,9 +45,9 @@ class Scene:
 
 def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edits: tuple[str, ...] | None = None,
                num_steps: int = LIVE_STEPS, seed: int = 0, cache_dir: str = "runs/cache",
-               editors: dict[str, tuple[torch.nn.Module, EditorConfig]] | None = None) -> Scene:
+               editors: dict[str, tuple[torch.nn.Module, EditorConfig]] | None = None, t_boost: int = 0) -> Scene:
     """Invert `image` (a held-out toy face by default) once, with `editors` ({name: (f_t, config)}, e.g. from
-    `World.scene_editors`) or else the shipped toy editors named in `edits`."""
+    `World.scene_editors`) or else the shipped toy editors named in `edits`; t_boost > 0 turns on quality boosting."""
     from .evaluate_edits import TOY_EDITS
 
     if image is None:
@@ -62,7 +64,7 @@ def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edit
                            fixed_point_iters=iters.pop() if iters else 0)
     # channels-last convolutions render ~13% faster on a CPU (measured, same results); the weights are not changed
     unet.to(memory_format=torch.channels_last)
-    return Scene(unet, schedule, image, x_T, editors, num_steps)
+    return Scene(unet, schedule, image, x_T, editors, num_steps, t_boost=t_boost, seed=seed)
 
 
 def check_value(name: str, value: float, low: float, high: float) -> float:
@@ -79,6 +81,13 @@ def _check_edit(scene: Scene, edit: str) -> None:
         raise KeyError(f"no editor {edit!r} in this scene; available: {sorted(scene.editors)}")
 
 
+def _generate(scene: Scene, delta_h, t_edit: int, return_trajectory: bool = False):
+    """Asyrp sampling of the scene's x_T: edit down to t_edit, plain DDIM, then boosting below the scene's t_boost."""
+    intervals = Intervals(t_edit, min(scene.t_boost, t_edit))  # a t_edit slider below t_boost edits to the end
+    return generate_edited(scene.unet, scene.x_T, scene.schedule, delta_h, intervals, scene.num_steps,
+                           generator=torch.Generator().manual_seed(scene.seed), return_trajectory=return_trajectory)
+
+
 def render_strength(scene: Scene, edit: str, strength: float, t_edit: int | None = None) -> torch.Tensor:
     """(a) The scene's image with one editor at `strength` (−2 … 2; negative edits backwards): (3, H, W)."""
     _check_edit(scene, edit)
@@ -86,8 +95,7 @@ def render_strength(scene: Scene, edit: str, strength: float, t_edit: int | None
     editor, config = scene.editors[edit]
     t_edit = config.t_edit if t_edit is None else t_edit
     scaled = ScaledEditor(editor, strength * scene.delta_scale(edit))
-    out = generate_edited(scene.unet, scene.x_T, scene.schedule, scaled, Intervals(t_edit), scene.num_steps)
-    return out[0].clamp(-1, 1)
+    return _generate(scene, scaled, t_edit)[0].clamp(-1, 1)
 
 
 def render_mix(scene: Scene, coefficients: dict[str, float]) -> torch.Tensor:
@@ -99,9 +107,7 @@ def render_mix(scene: Scene, coefficients: dict[str, float]) -> torch.Tensor:
     scaled = {name: c * scene.delta_scale(name) for name, c in coefficients.items()}
     active = [name for name, c in coefficients.items() if c]
     t_edit = min((scene.editors[n][1].t_edit for n in active), default=scene.schedule.T - 1)
-    out = generate_edited(scene.unet, scene.x_T, scene.schedule, MixedEditor(editors, scaled), Intervals(t_edit),
-                          scene.num_steps)
-    return out[0].clamp(-1, 1)
+    return _generate(scene, MixedEditor(editors, scaled), t_edit)[0].clamp(-1, 1)
 
 
 def render_t_edit(scene: Scene, edit: str, t_edit: int, strength: float = 1.0) -> torch.Tensor:
@@ -118,8 +124,7 @@ def trajectories(scene: Scene, edit: str, strength: float = 1.0) -> dict[str, li
         editor, config = scene.editors[edit]
         runs = {}
         for name, dh in (("unedited", None), ("edited", ScaledEditor(editor, strength * scene.delta_scale(edit)))):
-            _, steps = generate_edited(scene.unet, scene.x_T, scene.schedule, dh, Intervals(config.t_edit),
-                                       scene.num_steps, return_trajectory=True)
+            _, steps = _generate(scene, dh, config.t_edit, return_trajectory=True)
             runs[name] = [(t, out) for t, _, out in steps]
         scene.cache[key] = runs
     return scene.cache[key]

@@ -102,14 +102,16 @@ class World:
     def scene(self, edits: tuple[str, ...] | None = None, image: torch.Tensor | None = None,
               num_steps: int | None = None, seed: int = 0, cache_dir: str = "runs/cache"):
         """One image inverted once with this world's editors, for the sliders of `asyrp_edu.sliders`
-        (num_steps: the sliders' `widgets.LIVE_STEPS` unless given)."""
+        (num_steps: the sliders' `widgets.LIVE_STEPS` unless given). The real world boosts quality below t_boost, as
+        the paper does; the toy editors were trained and measured without it."""
         from .widgets import LIVE_STEPS, make_scene
 
         edits = edits or self.live_edits()
         if image is None and self.name != TOY:
             image = self.images(1, seed)
+        t_boost = 0 if self.name == TOY else t_boost_from_table(self.tables()[1])
         return make_scene(self.unet, self.schedule, image, num_steps=num_steps or LIVE_STEPS, seed=seed,
-                          cache_dir=cache_dir, editors=self.scene_editors(edits))
+                          cache_dir=cache_dir, editors=self.scene_editors(edits), t_boost=t_boost)
 
     def judge(self, edits: tuple[str, ...] | None = None):
         """What reads an edit's effect: the evaluation network (toy) or CLIP along each edit's ΔT (real)."""

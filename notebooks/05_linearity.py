@@ -113,7 +113,7 @@ def show_scene(new_scene):
 
 
 display(sliders.upload_widget(unet, schedule, show_scene, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache,
-                              editors=scene.editors), output)
+                              editors=scene.editors, t_boost=scene.t_boost), output)
 
 # %% [markdown]
 # ## 2 · The linearity strip

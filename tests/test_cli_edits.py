@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from asyrp_edu.cli import main
 
@@ -72,3 +73,16 @@ def test_a_shared_reconstruction_gives_the_same_report():
     assert shared.reconstruction_mse == pytest.approx(alone.reconstruction_mse)
     other = evaluate_editor(*args, with_symmetric=False, reconstruction=faces)  # a wrong one is really used
     assert other.reconstruction_mse == 0 != alone.reconstruction_mse
+
+
+def test_alien_success_needs_a_green_face_on_an_intact_image():
+    from asyrp_edu import toy
+    from asyrp_edu.evaluate_edits import alien_success, greenness
+
+    attrs = toy.sample_attributes(8, seed=4, heldout=True)
+    faces, aliens = toy.render(attrs), toy.render({**attrs, "alien": 1.0})
+    noise = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noise[:, 1] = noise[:, 1].abs()  # green noise: greenness alone would call it an alien
+    assert (greenness(noise) > 0.2).all()
+    assert alien_success(aliens, faces).all()
+    assert not alien_success(faces, faces).any() and not alien_success(noise, faces).any()

@@ -52,6 +52,7 @@ def test_notebook_runs_in_a_real_world(real_world, name):
         assert isinstance(namespace["judge"], world.ClipJudge)
         assert sorted(namespace["scene"].editors) == sorted(world.LIVE_EDITS["real"]) == sorted(real_world)
         assert namespace["scene"].original.shape[-1] == 32  # a sample of the model, at the model's size
+        assert namespace["scene"].t_boost > 0  # the paper's quality boosting, from the authors' table
     if name == "05_linearity":
         assert all(len(lin.mean_change) == 5 for lin in namespace["linearity"].values())
     if name == "06_combinations":

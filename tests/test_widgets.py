@@ -157,3 +157,13 @@ def test_scene_inverts_as_its_editors_were_trained(tiny_unet, tmp_path):
     with pytest.raises(ValueError, match="differently inverted"):
         widgets.make_scene(tiny_unet, schedule, image, num_steps=4, cache_dir=str(tmp_path),
                            editors={"a": (random_editor(tiny_unet, 1), plain), "b": (random_editor(tiny_unet, 2), iterated)})
+
+
+def test_boosted_scene_renders_the_same_noise_every_time(scene):
+    import dataclasses
+
+    boosted = dataclasses.replace(scene, t_boost=300, cache={})
+    first, again = widgets.render_strength(boosted, "a", 1.0), widgets.render_strength(boosted, "a", 1.0)
+    assert torch.equal(first, again)  # a slider move changes only the edit, not the boosting noise
+    assert not torch.allclose(first, widgets.render_strength(scene, "a", 1.0))  # η = 1 below t_boost
+    assert widgets.render_t_edit(boosted, "a", 100).shape == first.shape  # t_edit below t_boost: edits to the end
