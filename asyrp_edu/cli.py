@@ -107,8 +107,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     from . import toy
     from .evaluate_edits import TOY_EDITS
-    from .parallel import local_device
     from .ddim import INVERSION_FIXED_POINT_ITERS
+    from .parallel import local_device
     from .tiny_clip import load_tiny_clip
     from .train_asyrp import EditorConfig, train_editor
 

@@ -139,12 +139,12 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
     from .evaluate_edits import TOY_EDITS
     from .evaluator import load_evaluator
     from .models import load_toy_ddpm
-    from .train_asyrp import cached_inversion, load_editor
+    from .train_asyrp import cached_inversion, load_editor, shared_inversion_iters
 
     unet, schedule = load_toy_ddpm()
     judge = load_evaluator()
     editors = {e: load_editor(unet, edit=e) for e in edits}
-    iters = editors[edits[0]][1].inversion_iters  # the shipped toy editors were all trained on the same inversions
+    iters = shared_inversion_iters(config for _, config in editors.values())
     faces, _ = toy.sample(n, seed=seed, heldout=True)
     x_T = cached_inversion(unet, schedule, faces, num_steps, Path("runs/cache"), progress=False,
                            fixed_point_iters=iters)

@@ -84,6 +84,15 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
     return x_T
 
 
+def shared_inversion_iters(configs) -> int:
+    """The `inversion_iters` that editors steered or measured together share (0 for none), or a ValueError."""
+    iters = {config.inversion_iters for config in configs}
+    if len(iters) > 1:
+        raise ValueError(f"these editors were trained on differently inverted images (fixed-point iterations {iters}); "
+                         "steer or measure editors of one kind together")
+    return iters.pop() if iters else 0
+
+
 def new_editor(unet) -> DeltaBlock:
     """A fresh f_t for this model's h (conv2 starts at zero, so Δh_t = 0 before training)."""
     return DeltaBlock(h_shape(unet)[0], temb_dim(unet))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from . import toy
 from .ddim import Schedule, StepOutput
 from .editing import Intervals, MixedEditor, ScaledEditor, generate_edited, step_scale
-from .train_asyrp import EditorConfig, cached_inversion, load_editor
+from .train_asyrp import EditorConfig, cached_inversion, load_editor, shared_inversion_iters
 
 STRENGTH_RANGE = (-2.0, 2.0)
 # Reverse steps per slider render: 16 keeps the median render under 0.3 s on 2 cores (benchmarks/slider_latency.py:
@@ -56,12 +56,8 @@ def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edit
     if editors is None:
         editors = {name: load_editor(unet, edit=name) for name in (edits or tuple(TOY_EDITS))}
     device = next(unet.parameters()).device
-    iters = {config.inversion_iters for _, config in editors.values()}
-    if len(iters) > 1:
-        raise ValueError(f"these editors were trained on differently inverted images (fixed-point iterations {iters}); "
-                         "steer editors of one kind together")
     x_T = cached_inversion(unet, schedule, image.to(device), num_steps, cache_dir, progress=False,
-                           fixed_point_iters=iters.pop() if iters else 0)
+                           fixed_point_iters=shared_inversion_iters(config for _, config in editors.values()))
     # channels-last convolutions render ~13% faster on a CPU (measured, same results); the weights are not changed
     unet.to(memory_format=torch.channels_last)
     return Scene(unet, schedule, image, x_T, editors, num_steps, t_boost=t_boost, seed=seed)
