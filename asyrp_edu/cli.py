@@ -109,7 +109,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from .evaluate_edits import TOY_EDITS
     from .ddim import INVERSION_FIXED_POINT_ITERS
     from .parallel import local_device
-    from .tiny_clip import load_tiny_clip
+    from .tiny_clip import keep_prompt_pairs, load_tiny_clip
     from .train_asyrp import EditorConfig, train_editor
 
     unet, schedule, codec = _toy_models(args.world)
@@ -118,9 +118,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
         source, target = TOY_EDITS[args.edit]["source"], TOY_EDITS[args.edit]["target"]
     if not (source and target):
         raise SystemExit(f"give --edit NAME ({', '.join(sorted(TOY_EDITS))}) or both --source and --target")
+    try:
+        keep = keep_prompt_pairs(args.keep or [], TOY_EDITS[args.edit]["attribute"] if args.edit else None)
+    except ValueError as error:
+        raise SystemExit(f"--keep: {error}") from None
     config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed,
+                          keep=keep, lambda_keep=args.lambda_keep if keep else 0.0,
                           inversion_iters=(INVERSION_FIXED_POINT_ITERS if args.world == "toy" else 0)
                           if args.inversion_iters is None else args.inversion_iters)
     out = Path(args.out or _editor_folder(args.world, args.edit or target.replace(" ", "_")))
@@ -249,9 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate of f_t (the shipped toy editors use 5e-4)")
     p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
-    p.add_argument("--reference", choices=("authors", "x0", "P_t"), default="authors",
-                   help="compare P_t^edit with the original image in both losses (the authors' code, default), "
-                        "in the CLIP loss only, or with the unedited P_t")
+    p.add_argument("--reference", choices=("authors", "x0", "trajectory", "P_t"), default="authors",
+                   help="what P_t^edit is compared with: the original image in both losses (the authors' code, "
+                        "default); x0 in the CLIP loss and the unedited P_t of the same step in the L1 loss; x0 and "
+                        "the unedited trajectory's P_t at the same t; or the unedited P_t in both")
+    p.add_argument("--keep", nargs="+", metavar="ATTRIBUTE",
+                   help="attributes the edit should leave alone, for the keep loss: names (mouth, glasses, hair_color, "
+                        "skin_tone, eye_size), 'others' (all but the edited one), or prompt pairs 'SOURCE|TARGET'")
+    p.add_argument("--lambda-keep", type=float, default=1.0, help="weight of the keep loss when --keep is given")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     p.add_argument("--device", default="cpu",

@@ -6,6 +6,9 @@ Kwon et al. 2023, eq. 5 (after Gal et al. 2022, StyleGAN-NADA):
     ΔI = E_I(P_t^edit) − E_I(P_t^source)
     L_direction = 1 − cos(ΔI, ΔT)
     L = λ_CLIP · L_direction + λ_recon · |P_t^edit − P_t^source|,   λ_recon = 3 · cos(E_T(y_source), E_T(y_target))
+
+Our addition, off by default: L_keep = mean_k cos(ΔI, ΔT_k)² over attributes k the edit should leave alone (see
+keep_loss), in the role of the identity loss the authors add for human faces.
 """
 from __future__ import annotations
 
@@ -64,6 +67,18 @@ def directional_clip_loss(encode_image: ImageEncoder, P_edit: torch.Tensor, P_so
         # the authors' code: −log((1 + cos) / 2), steeper when the direction is far off
         return -torch.log((1 + s_dir).clamp(min=1e-6) / 2), s_dir
     raise ValueError(f"unknown directional loss kind {kind!r}; use 'cosine' or 'log'")
+
+
+def keep_loss(encode_image: ImageEncoder, P_edit: torch.Tensor, P_unedited: torch.Tensor,
+              keep_directions: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-image L_keep (B,): how far this step's change of the image points along attributes that should stay."""
+    # ΔI = E_I(P_t^edit) − E_I(P_t^unedited)       (B, D): the edit alone, both as blurred as each other
+    with torch.no_grad():
+        e_unedited = F.normalize(encode_image(P_unedited).float(), dim=-1)
+    delta_I = F.normalize(encode_image(P_edit).float(), dim=-1) - e_unedited
+    # L_keep = mean_k cos(ΔI, ΔT_k)²                (B,)
+    cosines = [F.cosine_similarity(delta_I, d.to(delta_I).expand_as(delta_I), dim=-1) for d in keep_directions]
+    return torch.stack(cosines).pow(2).mean(dim=0)
 
 
 def reconstruction_loss(P_edit: torch.Tensor, P_source: torch.Tensor) -> torch.Tensor:

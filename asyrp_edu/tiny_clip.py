@@ -52,6 +52,23 @@ PROMPTS: dict[str, tuple[str, str, tuple[float, float], tuple[float, float]]] = 
 }
 
 
+def keep_prompt_pairs(items: list[str], edited: str | None = None) -> tuple[tuple[str, str], ...]:
+    """(source, target) prompt pairs for EditorConfig.keep: an attribute name of PROMPTS, 'others' (every seen
+    attribute but `edited`), or 'SOURCE|TARGET'."""
+    pairs: list[tuple[str, str]] = []
+    for item in items:
+        if item == "others":
+            pairs += [(lo, hi) for name, (lo, hi, _, _) in PROMPTS.items() if name not in (edited, "alien")]
+        elif item in PROMPTS:
+            pairs.append(PROMPTS[item][:2])
+        elif item.count("|") == 1:
+            pairs.append(tuple(part.strip() for part in item.split("|")))
+        else:
+            raise ValueError(f"cannot keep {item!r}: give an attribute ({', '.join(PROMPTS)}), 'others', "
+                             f"or a prompt pair 'SOURCE|TARGET'")
+    return tuple(pairs)
+
+
 def build_tiny_clip(config: dict | None = None):
     """An `open_clip.model.CLIP` with random weights from TINY_CLIP_CONFIG (or `config`)."""
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg

@@ -15,7 +15,7 @@ from .ddim import Schedule, ddim_invert, ddim_step, predict_x0, unet_noise_model
 from .delta_block import DeltaBlock, check_compatible
 from .editing import Intervals
 from .hspace import asymmetric_eps, h_shape, temb_dim
-from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
+from .losses import asyrp_loss, check_prompts, default_lambda_recon, keep_loss, text_direction
 from .models import load_checked, save_safetensors_atomic, save_torch_atomic
 from .parallel import process_group
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 STATE_FILE = "editor_state.pt"
 EDITOR_FILE = "editor.safetensors"
+REFERENCES = ("authors", "x0", "trajectory", "P_t")  # what P_t^edit is compared with (EditorConfig.reference)
 
 
 @dataclass
@@ -38,8 +39,10 @@ class EditorConfig:
     lambda_clip: float = 1.0
     loss_kind: str = "cosine"
     # What P_t^edit is compared with: "authors" (their code: ΔI and the L1 term against the original image x0),
-    # "x0" (ΔI against x0, L1 against the unedited P_t) or "P_t" (both against the unedited P_t of the same step: the
-    # paper's formula, but cos(ΔI, ΔT) ignores the size of ΔI, so edits stay tiny; see README "Editing")
+    # "x0" (ΔI against x0, L1 against the unedited P_t of the same step), "trajectory" (ΔI against x0, L1 against
+    # P_t of the unedited trajectory at the same t: as blurred as P_t^edit, and it sees the edited x_t's drift) or "P_t"
+    # (both against the unedited P_t of the same step: the paper's formula, but cos(ΔI, ΔT) ignores the size of ΔI,
+    # so edits stay tiny; see README "Editing")
     reference: str = "authors"
     templates: tuple[str, ...] = ("{}",)
     lr: float = 2e-3
@@ -49,12 +52,21 @@ class EditorConfig:
     # fixed-point iterations of the DDIM inversion its training images went through (0: plain, as the authors
     # invert); apply the editor to images inverted the same way: it learns the x_T it is trained on
     inversion_iters: int = 0
+    # (source, target) prompt pairs of attributes the edit should leave alone, and the weight of
+    # L_keep = mean_k cos(E_I(P_t^edit) − E_I(P_t^unedited), ΔT_k)²  (losses.keep_loss; 0: the paper's loss)
+    keep: tuple[tuple[str, str], ...] = ()
+    lambda_keep: float = 0.0
 
     def __post_init__(self) -> None:
         check_prompts(self.source, self.target)
         Intervals(self.t_edit, 0)
-        if self.reference not in ("authors", "x0", "P_t"):
-            raise ValueError(f"reference must be 'authors', 'x0' or 'P_t', got {self.reference!r}")
+        self.keep = tuple((str(a), str(b)) for a, b in self.keep)  # JSON gives lists
+        for a, b in self.keep:
+            check_prompts(a, b)
+        if self.lambda_keep < 0:
+            raise ValueError(f"lambda_keep must be >= 0, got {self.lambda_keep}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference must be one of {', '.join(map(repr, REFERENCES))}, got {self.reference!r}")
 
 
 def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
@@ -82,6 +94,12 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
                       latent=codec is not None, fixed_point_iters=fixed_point_iters)
     save_safetensors_atomic({"x_T": x_T}, path)
     return x_T
+
+
+def _plain_step(unet, x: torch.Tensor, t: int, t_prev: int, schedule: Schedule):
+    """One unedited DDIM step (η = 0) with its P_t."""
+    eps = unet(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)).sample
+    return ddim_step(x, eps, eps, t, t_prev, schedule)
 
 
 def shared_inversion_iters(configs) -> int:
@@ -122,6 +140,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     torch.manual_seed(config.seed)
     delta_T, text_cos = text_direction(clip.encode_text, config.source, config.target, config.templates)
     lambda_recon = default_lambda_recon(text_cos) if config.lambda_recon is None else config.lambda_recon
+    keep_T = [text_direction(clip.encode_text, a, b, config.templates)[0] for a, b in config.keep]
     editor = (new_editor(unet) if editor is None else editor).to(images.device)
     optimizer = torch.optim.Adam(editor.parameters(), lr=config.lr)
     done = 0  # batches finished, over all epochs
@@ -146,6 +165,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     for b in range(done, total):
         mine = group.shard(batches[b % len(batches)], len(images))
         x = x_T_own[[position[i] for i in mine]]  # (B, C, H, W): start of the edited trajectory
+        x_source = x  # the unedited trajectory from the same x_T (used by reference="trajectory")
         x0 = images[mine]  # (B, 3, H, W): the images being edited
         for i, t in enumerate(timesteps):
             t_prev = schedule.previous(grid, i)
@@ -153,15 +173,23 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             a_t = schedule.at(t)
             # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^source = P_t(ε_θ(x_t))
             P_edit, P_source = predict_x0(x, eps_edit, a_t), predict_x0(x, eps, a_t)
+            if config.reference == "trajectory":  # P_t^source from the unedited x_t instead of the edited one
+                with torch.no_grad():
+                    step = _plain_step(unet, x_source, t, t_prev, schedule)
+                P_source, x_source = step.P_t, step.prev_sample
             if codec is not None:  # the losses compare images: D(P_t), gradients through the frozen decoder
                 P_edit = codec.decode(P_edit)  # (B, 3, H, W)
-                if config.reference != "authors":  # the L1 term compares with the unedited P_t
+                if config.reference != "authors" or keep_T:  # the L1 or keep term compares with an unedited P_t
                     with torch.no_grad():
                         P_source = codec.decode(P_source)
             recon_reference = x0 if config.reference == "authors" else P_source.detach()
-            clip_reference = x0 if config.reference in ("authors", "x0") else None
+            clip_reference = x0 if config.reference in ("authors", "x0", "trajectory") else None
             parts = asyrp_loss(clip.encode_image, P_edit, recon_reference, delta_T, lambda_recon,
                                config.lambda_clip, config.loss_kind, clip_reference)
+            if keep_T and config.lambda_keep:  # P_source: the unedited P_t of this step (or of the unedited trajectory)
+                l_keep = keep_loss(clip.encode_image, P_edit, P_source, keep_T).mean()
+                # L = λ_CLIP · L_direction + λ_recon · |P_t^edit − P_t^source| + λ_keep · L_keep
+                parts["loss"] = parts["loss"] + config.lambda_keep * l_keep
             if not torch.isfinite(parts["loss"]):
                 raise FloatingPointError(f"the loss became {parts['loss'].item()} at batch {b}, timestep t={t}; "
                                          f"lower the learning rate (now {config.lr}) or lambda_clip")

@@ -253,6 +253,13 @@ check_t_edit(my_t_edit)
 # strong the edit becomes? (Train with `EditorConfig(reference="P_t")` and compare with the default `"authors"`,
 # which — like the authors' code — compares P_t^edit with the original image x0; then see the README.)
 
+# %% [markdown]
+# **4. (think)** The shipped smiling editor takes the glasses off about half the wearers, though the CLIP directions
+# of "smiling" and "glasses" are nearly orthogonal. Add a keep loss that penalises any change along the glasses, hair
+# and skin directions (`EditorConfig(..., keep=tiny_clip.keep_prompt_pairs(["others"], "mouth"), lambda_keep=1.0)`,
+# or `asyrp-edu train --keep others`) and measure again with `asyrp-edu evaluate`. What does the edit gain, and what
+# does it lose? (The README's "Where the smiling editor loses the glasses" has our numbers.)
+
 
 # %%
 if not is_toy:  # what this run took on your GPU, to compare with the estimate printed at the top

@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from asyrp_edu.cli import main
 
@@ -30,13 +31,19 @@ def test_cli_errors_name_the_fix(tmp_path, monkeypatch):
         main(["evaluate", "--attribute", "frowning"])
     with pytest.raises(SystemExit, match="--world toy"):
         main(["train", "--world", "celeba_hq", "--edit", "smiling"])
+    with pytest.raises(SystemExit, match=r"SOURCE\|TARGET"):
+        main(["train", "--world", "toy", "--edit", "smiling", "--keep", "moustache"])
 
 
 def test_train_then_evaluate_a_toy_ldm_editor(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     main(["train", "--world", "toy-ldm", "--edit", "smiling", "--n-images", "4", "--batch-size", "4", "--steps", "5",
-          "--t-edit", "500", "--out", "ldm/smiling"])
-    assert (tmp_path / "ldm/smiling/editor.safetensors").is_file()
+          "--t-edit", "500", "--out", "ldm/smiling", "--reference", "trajectory", "--keep", "others"])
+    with safe_open(tmp_path / "ldm/smiling/editor.safetensors", "pt") as f:  # the keep loss's prompts are recorded
+        config = json.loads(f.metadata()["config"])
+    assert config["reference"] == "trajectory" and config["lambda_keep"] == 1.0
+    assert ["a cartoon face with no glasses", "a cartoon face with glasses"] in config["keep"]
+    assert not any("smiling" in target for _, target in config["keep"])
     capsys.readouterr()
     main(["evaluate", "--world", "toy-ldm", "--attribute", "smiling", "--editor", "ldm/smiling", "--n", "4",
           "--steps", "5", "--json"])

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from asyrp_edu.losses import (asyrp_loss, check_prompts, default_lambda_recon, directional_clip_loss,
-                              text_direction)
+                              keep_loss, text_direction)
 
 
 def mean_colour(images: torch.Tensor) -> torch.Tensor:
@@ -12,7 +12,7 @@ def mean_colour(images: torch.Tensor) -> torch.Tensor:
 
 
 def words_to_colour(prompts):
-    table = {"red": [1.0, 0.0, 0.0], "green": [0.0, 1.0, 0.0], "a red thing": [1.0, 0.1, 0.0]}
+    table = {"red": [1.0, 0.0, 0.0], "green": [0.0, 1.0, 0.0], "blue": [0.0, 0.0, 1.0], "a red thing": [1.0, 0.1, 0.0]}
     return torch.tensor([table[p.split(" of ")[-1]] for p in prompts])
 
 
@@ -32,6 +32,22 @@ def test_loss_is_zero_when_the_image_moves_along_the_text_direction():
     log_loss, _ = directional_clip_loss(mean_colour, wrong, src, delta_T, kind="log")
     assert torch.allclose(log_loss, -torch.log((1 + s_dir) / 2))
     assert cos == pytest.approx(0.0, abs=1e-6)
+
+
+def _flat(r: float, g: float, b: float) -> torch.Tensor:
+    """Two images of one flat colour."""
+    return torch.tensor([r, g, b]).view(1, 3, 1, 1).expand(2, 3, 4, 4).clone()
+
+
+def test_keep_loss_counts_only_change_along_the_kept_directions():
+    keep = [text_direction(words_to_colour, "red", "blue")[0]]
+    src = _flat(0.5, 0.3, 0.0)
+    along = _flat(0.0, 0.3, 0.5)  # red -> blue at the same feature length: ΔI lies exactly along the kept ΔT
+    aside = _flat(0.4, 0.17 ** 0.5, -0.1)  # red and blue fall alike, green rises, same length: orthogonal to it
+    assert torch.allclose(keep_loss(mean_colour, along, src, keep), torch.ones(2), atol=1e-5)
+    assert keep_loss(mean_colour, aside, src, keep).max() < 1e-5
+    back = keep_loss(mean_colour, src, along, keep)  # blue -> red: either way changes the kept attribute
+    assert torch.allclose(back, torch.ones(2), atol=1e-5)
 
 
 def test_templates_are_averaged():

@@ -1,9 +1,12 @@
 """The tiny CLIP: open_clip classes, offline tokenizer, differentiable image features, save/load, training works."""
+import re
+
 import pytest
 import torch
 
 from asyrp_edu import tiny_clip as tc
 from asyrp_edu import toy
+from asyrp_edu.train_asyrp import EditorConfig
 
 # A smaller model than the shipped one, so each test runs in about a second.
 SMALL = {
@@ -102,3 +105,22 @@ def test_cli_parser_registers_train_clip():
     tc.add_train_clip_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train-clip", "--out", "x.safetensors", "--steps", "5", "--seed", "1"])
     assert args.steps == 5 and args.seed == 1 and args.func is tc._cmd_train_clip
+
+
+def test_keep_names_others_and_pairs():
+    assert tc.keep_prompt_pairs(["glasses"]) == (tc.PROMPTS["glasses"][:2],)
+    others = tc.keep_prompt_pairs(["others"], edited="mouth")
+    assert len(others) == len(tc.PROMPTS) - 2  # not the edited attribute, not the unseen alien
+    assert tc.PROMPTS["mouth"][:2] not in others and tc.PROMPTS["glasses"][:2] in others
+    assert tc.keep_prompt_pairs(["a cat | a dog"]) == (("a cat", "a dog"),)
+
+
+def test_keep_errors_name_the_fix():
+    with pytest.raises(ValueError, match=re.escape("'SOURCE|TARGET'")):
+        tc.keep_prompt_pairs(["moustache"])
+    with pytest.raises(ValueError, match="empty"):
+        EditorConfig("a sad face", "a smiling face", keep=(("", "a face with glasses"),))
+    with pytest.raises(ValueError, match="lambda_keep"):
+        EditorConfig("a sad face", "a smiling face", lambda_keep=-1.0)
+    config = EditorConfig("a sad face", "a smiling face", keep=[["no glasses", "glasses"]])  # as read back from JSON
+    assert config.keep == (("no glasses", "glasses"),)

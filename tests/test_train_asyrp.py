@@ -11,7 +11,7 @@ class ColourClip:
     """'red' / 'green' texts and mean-colour image features."""
 
     def encode_text(self, prompts):
-        table = {"red": [1.0, 0.0, 0.0], "green": [0.0, 1.0, 0.0]}
+        table = {"red": [1.0, 0.0, 0.0], "green": [0.0, 1.0, 0.0], "blue": [0.0, 0.0, 1.0]}
         return torch.tensor([table[p] for p in prompts])
 
     def encode_image(self, images):
@@ -105,3 +105,49 @@ def test_load_editor_refuses_another_models_editor(setup, tmp_path):
         load_editor(unet, tmp_path / "junk.safetensors")
     with pytest.raises(FileNotFoundError, match="asyrp-edu train"):
         load_editor(unet, tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("reference", ["trajectory", "x0"])
+def test_trajectory_reference_compares_with_the_unedited_trajectory(setup, tmp_path, monkeypatch, reference):
+    """reference='trajectory': the L1 term's P_t^source comes from the unedited trajectory, not the edited x_t."""
+    import asyrp_edu.train_asyrp as train_asyrp
+    from asyrp_edu.editing import ConstantDeltaH
+    from asyrp_edu.hspace import h_shape
+    unet, schedule, images, config = setup
+    config.reference, config.batch_size = reference, 4
+    seen = []
+    real_loss = train_asyrp.asyrp_loss
+
+    def spy(encode_image, P_edit, P_source, *args, **kwargs):
+        seen.append(P_source.detach().clone())
+        return real_loss(encode_image, P_edit, P_source, *args, **kwargs)
+
+    monkeypatch.setattr(train_asyrp, "asyrp_loss", spy)
+    editor = ConstantDeltaH(h_shape(unet))
+    torch.nn.init.normal_(editor.delta, std=1.0)  # a large edit, so the edited x_t leaves the unedited trajectory
+    train_editor(unet, schedule, ColourClip(), images, config, tmp_path, progress=False, editor=editor)
+    x_T = train_asyrp.cached_inversion(unet, schedule, images, config.num_steps, tmp_path / "cache", progress=False)
+    _, unedited = generate_edited(unet, x_T, schedule, None, Intervals(config.t_edit, 0), config.num_steps,
+                                  return_trajectory=True)
+    gaps = [float((P - out.P_t).abs().max()) for P, (_, _, out) in zip(seen, unedited)]
+    assert len(seen) == 5 and gaps[0] < 1e-5  # x_T starts both trajectories
+    if reference == "trajectory":
+        assert max(gaps) < 1e-5, gaps
+    else:  # the unedited P_t of the edited x_t drifts away from the unedited trajectory
+        assert max(gaps) > 1e-3, gaps
+
+
+def test_keep_loss_holds_the_kept_direction_still(setup, tmp_path):
+    """λ_keep > 0 makes f_t change the image less along a kept text direction (here red-blue) than λ_keep = 0."""
+    unet, schedule, images, config = setup
+    config.epochs, config.keep = 3, (("red", "blue"),)
+    clip, moved = ColourClip(), {}
+    x_T = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    plain = generate_edited(unet, x_T, schedule, None, Intervals(300, 0), num_steps=8)
+    for lambda_keep in (0.0, 10.0):
+        config.lambda_keep = lambda_keep
+        editor = train_editor(unet, schedule, clip, images, config, tmp_path / str(lambda_keep), progress=False).editor
+        edited = generate_edited(unet, x_T, schedule, editor, Intervals(300, 0), num_steps=8)
+        change = clip.encode_image(edited) - clip.encode_image(plain)  # (4, 3)
+        moved[lambda_keep] = float((change[:, 2] - change[:, 0]).abs().mean())  # along blue − red
+    assert moved[10.0] < 0.5 * moved[0.0], moved
