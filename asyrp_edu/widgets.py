@@ -18,8 +18,8 @@ from .train_asyrp import EditorConfig, cached_inversion, load_editor, shared_inv
 
 STRENGTH_RANGE = (-2.0, 2.0)
 # Reverse steps per slider render: 16 keeps the median render under 0.3 s on 2 cores (benchmarks/slider_latency.py:
-# 16 steps 0.21 s, 20 steps 0.28–0.38 s) while the edit holds (the shipped smiling editor on 32 held-out faces,
-# Δh × 40/16: 91% smile at 16 steps, 94% at 40; reconstruction MSE 0.0001 at 16 steps).
+# 16 steps 0.21 s, 20 steps 0.28–0.38 s) while the edit mostly holds (the shipped smiling editor on 32 held-out faces,
+# Δh × 40/16: 81% smile at 16 steps, 91% at 40; reconstruction MSE 0.0001 at 16 steps).
 LIVE_STEPS = 16
 MIN_SIDE, MAX_PIXELS = 16, 40_000_000  # user images: smallest side and largest pixel count accepted
 
