@@ -52,12 +52,16 @@ def default_lambda_recon(text_cosine: float) -> float:
 
 
 def directional_clip_loss(encode_image: ImageEncoder, P_edit: torch.Tensor, P_source: torch.Tensor,
-                          delta_T: torch.Tensor, kind: str = "cosine") -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image directional loss (B,) and S_dir = cos(ΔI, ΔT) (B,); kind 'cosine' or the authors' 'log'."""
+                          delta_T: torch.Tensor, kind: str = "cosine", edit_features: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image directional loss (B,) and S_dir = cos(ΔI, ΔT) (B,); kind 'cosine' or the authors' 'log'.
+    edit_features: normalised E_I(P_edit) when already computed, so P_edit is encoded once."""
     # ΔI = E_I(P_t^edit) − E_I(P_t^source)        (B, D); the source image gets no gradient
     with torch.no_grad():
         e_source = F.normalize(encode_image(P_source).float(), dim=-1)
-    delta_I = F.normalize(encode_image(P_edit).float(), dim=-1) - e_source
+    if edit_features is None:
+        edit_features = F.normalize(encode_image(P_edit).float(), dim=-1)
+    delta_I = edit_features - e_source
     # S_dir = cos(ΔI, ΔT)                          (B,)
     s_dir = F.cosine_similarity(delta_I, delta_T.to(delta_I).expand_as(delta_I), dim=-1)
     if kind == "cosine":
@@ -70,12 +74,15 @@ def directional_clip_loss(encode_image: ImageEncoder, P_edit: torch.Tensor, P_so
 
 
 def keep_loss(encode_image: ImageEncoder, P_edit: torch.Tensor, P_unedited: torch.Tensor,
-              keep_directions: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Per-image L_keep (B,): how far this step's change of the image points along attributes that should stay."""
+              keep_directions: Sequence[torch.Tensor], edit_features: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image L_keep (B,): how far this step's change of the image points along attributes that should stay.
+    edit_features: normalised E_I(P_edit) when already computed."""
     # ΔI = E_I(P_t^edit) − E_I(P_t^unedited)       (B, D): the edit alone, both as blurred as each other
     with torch.no_grad():
         e_unedited = F.normalize(encode_image(P_unedited).float(), dim=-1)
-    delta_I = F.normalize(encode_image(P_edit).float(), dim=-1) - e_unedited
+    if edit_features is None:
+        edit_features = F.normalize(encode_image(P_edit).float(), dim=-1)
+    delta_I = edit_features - e_unedited
     # L_keep = mean_k cos(ΔI, ΔT_k)²                (B,)
     cosines = [F.cosine_similarity(delta_I, d.to(delta_I).expand_as(delta_I), dim=-1) for d in keep_directions]
     return torch.stack(cosines).pow(2).mean(dim=0)
@@ -88,16 +95,24 @@ def reconstruction_loss(P_edit: torch.Tensor, P_source: torch.Tensor) -> torch.T
 
 def asyrp_loss(encode_image: ImageEncoder, P_edit: torch.Tensor, P_source: torch.Tensor, delta_T: torch.Tensor,
                lambda_recon: float, lambda_clip: float = 1.0, kind: str = "cosine",
-               clip_reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               clip_reference: torch.Tensor | None = None, keep_directions: Sequence[torch.Tensor] = (),
+               lambda_keep: float = 0.0, keep_reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The total loss (scalar) with its parts, for one step of f_t training.
 
     ΔI is measured against clip_reference when given (the authors' code uses the original image x0), else against
-    P_source; the L1 term always compares with P_source.
+    P_source; the L1 term always compares with P_source. With keep_directions and lambda_keep > 0, L_keep compares
+    with keep_reference (an unedited P_t), and P_edit is encoded once for both CLIP terms.
     """
     reference = P_source if clip_reference is None else clip_reference
-    l_dir, s_dir = directional_clip_loss(encode_image, P_edit, reference, delta_T, kind)
+    keeping = bool(len(keep_directions)) and lambda_keep > 0
+    e_edit = F.normalize(encode_image(P_edit).float(), dim=-1) if keeping else None  # (B, D)
+    l_dir, s_dir = directional_clip_loss(encode_image, P_edit, reference, delta_T, kind, e_edit)
     l_rec = reconstruction_loss(P_edit, P_source)
-    # L = λ_CLIP · L_direction + λ_recon · |P_t^edit − P_t^source|
+    # L = λ_CLIP · L_direction + λ_recon · |P_t^edit − P_t^source|  (+ λ_keep · L_keep)
     total = (lambda_clip * l_dir + lambda_recon * l_rec).mean()
+    if keeping:
+        if keep_reference is None:
+            raise ValueError("lambda_keep > 0 needs keep_reference, the unedited P_t to compare with")
+        total = total + lambda_keep * keep_loss(encode_image, P_edit, keep_reference, keep_directions, e_edit).mean()
     return {"loss": total, "direction": l_dir.mean().detach(), "recon": l_rec.mean().detach(),
             "s_dir": s_dir.mean().detach()}

@@ -15,7 +15,7 @@ from .ddim import Schedule, ddim_invert, ddim_step, predict_x0, unet_noise_model
 from .delta_block import DeltaBlock, check_compatible
 from .editing import Intervals
 from .hspace import asymmetric_eps, h_shape, temb_dim
-from .losses import asyrp_loss, check_prompts, default_lambda_recon, keep_loss, text_direction
+from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
 from .models import load_checked, save_safetensors_atomic, save_torch_atomic
 from .parallel import process_group
 
@@ -185,11 +185,8 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             recon_reference = x0 if config.reference == "authors" else P_source.detach()
             clip_reference = x0 if config.reference in ("authors", "x0", "trajectory") else None
             parts = asyrp_loss(clip.encode_image, P_edit, recon_reference, delta_T, lambda_recon,
-                               config.lambda_clip, config.loss_kind, clip_reference)
-            if keep_T and config.lambda_keep:  # P_source: the unedited P_t of this step (or of the unedited trajectory)
-                l_keep = keep_loss(clip.encode_image, P_edit, P_source, keep_T).mean()
-                # L = λ_CLIP · L_direction + λ_recon · |P_t^edit − P_t^source| + λ_keep · L_keep
-                parts["loss"] = parts["loss"] + config.lambda_keep * l_keep
+                               config.lambda_clip, config.loss_kind, clip_reference,
+                               keep_T, config.lambda_keep, P_source)  # keep: this step's (or the trajectory's) P_t
             if not torch.isfinite(parts["loss"]):
                 raise FloatingPointError(f"the loss became {parts['loss'].item()} at batch {b}, timestep t={t}; "
                                          f"lower the learning rate (now {config.lr}) or lambda_clip")
