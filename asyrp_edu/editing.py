@@ -37,15 +37,25 @@ class ConstantDeltaH(torch.nn.Module):
 
 
 class MixedEditor(torch.nn.Module):
-    """A linear combination of editors: Δh_t = Σ_i c_i · f_t^i(h_t, temb) (the paper's combined attributes)."""
+    """A linear combination of editors: Δh_t = Σ_i c_i · f_t^i(h_t, temb) (the paper's combined attributes).
 
-    def __init__(self, editors: dict[str, Callable], coefficients: dict[str, float] | None = None):
+    t_edits: each editor's own t_edit. Editor i then edits only in its own interval [T, t_edit_i], as it was
+    trained; `generate_edited` asks `active_at(t)` at every step. Editors without one edit at every edited step."""
+
+    def __init__(self, editors: dict[str, Callable], coefficients: dict[str, float] | None = None,
+                 t_edits: dict[str, int] | None = None):
         super().__init__()
         self.editors = dict(editors)
-        unknown = set(coefficients or {}) - set(self.editors)
+        unknown = (set(coefficients or {}) | set(t_edits or {})) - set(self.editors)
         if unknown:
             raise KeyError(f"no editor named {sorted(unknown)}; the mixer has {sorted(self.editors)}")
         self.coefficients = {name: float((coefficients or {}).get(name, 0.0)) for name in self.editors}
+        self.t_edits = {name: int(t) for name, t in (t_edits or {}).items()}
+
+    def active_at(self, t: int) -> "MixedEditor":
+        """The mix at timestep t: editors whose interval [T, t_edit_i] does not contain t get coefficient 0."""
+        coefficients = {name: c if t >= self.t_edits.get(name, 0) else 0.0 for name, c in self.coefficients.items()}
+        return MixedEditor(self.editors, coefficients, self.t_edits)
 
     def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         """Σ_i c_i · f_t^i(h_t, temb)   (B, C_h, 8, 8); editors with c_i = 0 are skipped."""
@@ -101,6 +111,8 @@ def generate_edited(
     for i, t in enumerate(tqdm(timesteps, desc="Asyrp sampling", disable=not progress, leave=False)):
         t_prev, kind = schedule.previous(timesteps, i), intervals.kind(t)
         dh = delta_h.get(t) if isinstance(delta_h, dict) else delta_h
+        if isinstance(dh, MixedEditor):  # each editor of a mix edits only inside its own interval
+            dh = dh.active_at(t)
         if kind == "edit" and dh is not None:
             out = asymmetric_step(unet, x, t, t_prev, schedule, dh, symmetric=symmetric)
         else:

@@ -48,13 +48,22 @@ def background_change(images: torch.Tensor, reference: torch.Tensor) -> torch.Te
     return torch.stack([(images[..., r, c] - reference[..., r, c]).abs().mean((1, 2, 3)) for r, c in corners]).mean(0)
 
 
-# The unseen 'alien' edit succeeds on a face that turns green (greenness > 0.2) while its background stays put
-ALIEN_GREEN, ALIEN_MAX_BACKGROUND_CHANGE = 0.2, 0.25
+def hair_change(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Mean |Δ| over a patch of hair above the face (rows 4-7, columns 12-19), which an alien keeps: (B,)."""
+    return (images[..., 4:8, 12:20] - reference[..., 4:8, 12:20]).abs().mean((1, 2, 3))
+
+
+# The unseen 'alien' edit succeeds on a face that turns green (greenness > 0.2) while its background and its hair stay
+# put. Green noise moves the corners; a wash of the background colour over the whole image moves the hair by ≥ 0.2,
+# a rendered alien by ≤ 0.03.
+ALIEN_GREEN, ALIEN_MAX_BACKGROUND_CHANGE, ALIEN_MAX_HAIR_CHANGE = 0.2, 0.25, 0.15
 
 
 def alien_success(edited: torch.Tensor, unedited: torch.Tensor) -> torch.Tensor:
     """(B,) bool: a green face on an intact image."""
-    return (greenness(edited) > ALIEN_GREEN) & (background_change(edited, unedited) < ALIEN_MAX_BACKGROUND_CHANGE)
+    intact = (background_change(edited, unedited) < ALIEN_MAX_BACKGROUND_CHANGE) & \
+        (hair_change(edited, unedited) < ALIEN_MAX_HAIR_CHANGE)
+    return (greenness(edited) > ALIEN_GREEN) & intact
 
 
 @dataclass

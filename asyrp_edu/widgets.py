@@ -95,7 +95,8 @@ def render_strength(scene: Scene, edit: str, strength: float, t_edit: int | None
 
 
 def render_mix(scene: Scene, coefficients: dict[str, float]) -> torch.Tensor:
-    """(b) Δh = Σ c_i·Δh_i over the scene's editors (c_i in −2 … 2), edited until the latest t_edit: (3, H, W)."""
+    """(b) Δh = Σ c_i·Δh_i over the scene's editors (c_i in −2 … 2), each in its own interval [T, t_edit_i]:
+    (3, H, W)."""
     for name, c in coefficients.items():
         _check_edit(scene, name)
         check_value(f"coefficient of {name}", c, *STRENGTH_RANGE)
@@ -103,7 +104,8 @@ def render_mix(scene: Scene, coefficients: dict[str, float]) -> torch.Tensor:
     scaled = {name: c * scene.delta_scale(name) for name, c in coefficients.items()}
     active = [name for name, c in coefficients.items() if c]
     t_edit = min((scene.editors[n][1].t_edit for n in active), default=scene.schedule.T - 1)
-    return _generate(scene, MixedEditor(editors, scaled), t_edit)[0].clamp(-1, 1)
+    t_edits = {name: scene.editors[name][1].t_edit for name in coefficients}
+    return _generate(scene, MixedEditor(editors, scaled, t_edits), t_edit)[0].clamp(-1, 1)
 
 
 def render_t_edit(scene: Scene, edit: str, t_edit: int, strength: float = 1.0) -> torch.Tensor:

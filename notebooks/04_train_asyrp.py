@@ -150,8 +150,8 @@ if is_toy:  # the generator's training stream; the shipped smiling editor's t_ed
     train_faces = toy.sample(steps(32, 4), seed=0)[0].to(device)
     new_faces = toy.sample(8, seed=1, heldout=True)[0].to(device)
     shipped_config = load_editor(unet, edit="smiling")[1]
-    # the paper's loss alone, at the learning rate of the shipped paper-loss editors (the shipped smiling editor
-    # adds a keep loss at lr 1e-3: exercise 4)
+    # the paper's loss alone at lr 5e-4, as the shipped alien editor (the other shipped editors add a keep loss
+    # at lr 1e-3: exercise 4)
     t_edit, lr_f, batch = shipped_config.t_edit, 5e-4, 16
 else:  # the model's own samples as training images; t_edit by the paper's LPIPS rule; the authors' batch of 1
     source, target = OFFICIAL_PROMPTS["smiling"]
@@ -261,8 +261,8 @@ check_t_edit(my_t_edit)
 # penalises any change along the glasses, hair, skin and eye directions
 # (`EditorConfig(..., keep=tiny_clip.keep_prompt_pairs(["others"], "mouth"), lambda_keep=1.0)`, or
 # `asyrp-edu train --keep others`) and measure again with `asyrp-edu evaluate`. What does the edit gain, and what
-# does it lose? (The shipped smiling editor uses it; the README's "Where the smiling editor loses the glasses" has
-# our numbers.)
+# does it lose? (The shipped smiling, glasses, tanned and blonde editors use it; the README's "Where the smiling
+# editor loses the glasses" has our numbers.)
 
 
 # %%

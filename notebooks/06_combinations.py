@@ -69,7 +69,8 @@ if not is_toy:
 # %% [markdown]
 # ## 1 · The mixer
 # One slider per editor. All at 0 gives the reconstruction; try smiling 1 + glasses 1 (toy world), or a negative
-# coefficient to remove an attribute.
+# coefficient to remove an attribute. Each editor edits only in its own interval [T, t_edit], the one it was
+# trained for (`MixedEditor(..., t_edits)`).
 
 # %%
 scene = world.scene(names, num_steps=steps(LIVE_STEPS, 6), cache_dir=cache, seed=2)
@@ -89,7 +90,8 @@ a, b, c, d = names[:4]
 plans = {"none": [], a: [a], b: [b], f"{a} + {b}": [a, b], f"+ {c}": [a, b, c], f"+ {d}": [a, b, c, d]}
 columns = []
 for names in plans.values():
-    mix = MixedEditor({n: editors[n][0] for n in names}, {n: 1.0 for n in names})
+    mix = MixedEditor({n: editors[n][0] for n in names}, {n: 1.0 for n in names},
+                      {n: editors[n][1].t_edit for n in names})  # each editor in its own interval [T, t_edit]
     t_edit = min((editors[n][1].t_edit for n in names), default=schedule.T - 1)
     columns.append(generate_edited(unet, x_T, schedule, mix, Intervals(t_edit), n_steps))
 image_grid([torch.stack([c[i] for c in columns]) for i in range(len(faces))], col_titles=list(plans),

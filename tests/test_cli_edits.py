@@ -84,7 +84,7 @@ def test_a_shared_reconstruction_gives_the_same_report():
 
 def test_alien_success_needs_a_green_face_on_an_intact_image():
     from asyrp_edu import toy
-    from asyrp_edu.evaluate_edits import alien_success, greenness
+    from asyrp_edu.evaluate_edits import alien_success, background_change, greenness
 
     attrs = toy.sample_attributes(8, seed=4, heldout=True)
     faces, aliens = toy.render(attrs), toy.render({**attrs, "alien": 1.0})
@@ -93,3 +93,11 @@ def test_alien_success_needs_a_green_face_on_an_intact_image():
     assert (greenness(noise) > 0.2).all()
     assert alien_success(aliens, faces).all()
     assert not alien_success(faces, faces).any() and not alien_success(noise, faces).any()
+    # a green wash over the whole image on faces whose background was green already: the corners barely move
+    green_bg = toy.render({**attrs, "background_hue": torch.full((8,), 0.33)})
+    wash = green_bg[:, :, :1, :1].expand(8, 3, 32, 32)  # the background colour everywhere
+    assert (background_change(wash, green_bg) < 0.25).all()  # so the corners alone would not tell
+    assert (greenness(wash) > 0.2).all() and alien_success(toy.render({**attrs, "alien": 1.0,
+                                                                       "background_hue": torch.full((8,), 0.33)}),
+                                                          green_bg).all()
+    assert not alien_success(wash, green_bg).any()

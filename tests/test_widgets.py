@@ -55,6 +55,25 @@ def test_mixer_is_the_sum_of_editors(scene):
         widgets.render_mix(scene, {"nope": 1.0})
 
 
+def test_mixed_editors_each_edit_only_in_their_own_interval(scene):
+    h, temb = torch.randn(2, *h_shape(scene.unet)), torch.randn(2, temb_dim(scene.unet))
+    a, b = scene.editors["a"][0], scene.editors["b"][0]
+    mix = MixedEditor({"a": a, "b": b}, {"a": 1.0, "b": 1.0}, {"a": 600, "b": 400})
+    assert torch.allclose(mix.active_at(700)(h, temb), a(h, temb) + b(h, temb), atol=1e-6)
+    assert torch.allclose(mix.active_at(500)(h, temb), b(h, temb), atol=1e-6)  # a's interval ended at 600
+    # inside sampling: a mixed with t_edit 600 and run to t = 400 is a alone with t_edit 600
+    x_T, steps, big = scene.x_T, 8, ScaledEditor(a, 20.0)  # 8 steps: t = 875, 750, 625, 500, 375, ...
+    alone = generate_edited(scene.unet, x_T, scene.schedule, big, Intervals(600), steps)
+    gated = generate_edited(scene.unet, x_T, scene.schedule, MixedEditor({"a": big}, {"a": 1.0}, {"a": 600}),
+                            Intervals(400), steps)
+    ungated = generate_edited(scene.unet, x_T, scene.schedule, MixedEditor({"a": big}, {"a": 1.0}), Intervals(400),
+                              steps)
+    off, on = (gated - alone).abs().max(), (ungated - alone).abs().max()  # on: editing on at t = 500 too
+    assert off < 0.01 * on, (off, on)  # off: float round-off of the split U-Net pass on a random model
+    with pytest.raises(KeyError, match="no editor named"):
+        MixedEditor({"a": a}, {"a": 1.0}, {"c": 500})
+
+
 def test_t_edit_and_scrubber(scene):
     short, long = widgets.render_t_edit(scene, "a", 900), widgets.render_t_edit(scene, "a", 0)
     assert not torch.allclose(short, long)
