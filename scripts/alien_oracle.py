@@ -1,0 +1,83 @@
+"""Can the toy DDPM's h-space reach a green face at all? f_t trained on ground-truth greenness instead of CLIP.
+
+The unseen-domain `alien` editor, trained with the tiny CLIP, does not reach green faces (README, "Known
+shortfalls"). This diagnostic swaps the CLIP loss for the thing being measured, so it tells the two failures apart:
+an h-space that cannot express the edit, or a CLIP gradient that does not lead there. Loss per edited step:
+
+    L = max(0, 0.35 − greenness(P_t^edit)) + λ·|P_t^edit − P_t^src|_background + 0.1·|P_t^edit − P_t^src|
+
+Usage: python scripts/alien_oracle.py [--lr 1e-3] [--lam 1] [--t-edit 400] [--out runs/alien_oracle.png]
+(about 3 minutes on 2 cores; prints the `asyrp-edu evaluate`-style numbers and saves a before/after grid).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from asyrp_edu import toy
+from asyrp_edu.ddim import ddim_step, predict_x0
+from asyrp_edu.editing import Intervals, generate_edited
+from asyrp_edu.evaluate_edits import alien_success, background_change, greenness
+from asyrp_edu.evaluator import load_evaluator
+from asyrp_edu.hspace import asymmetric_eps
+from asyrp_edu.models import load_toy_ddpm
+from asyrp_edu.train_asyrp import cached_inversion, new_editor
+from asyrp_edu.viz import image_grid
+
+GREEN_TARGET = 0.35  # a rendered alien face scores 0.44 or more
+
+
+def main() -> None:
+    """Train the oracle editor on 32 training faces, then judge it on 64 held-out faces."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lam", type=float, default=1.0, help="weight of the L1 term outside the face")
+    p.add_argument("--t-edit", type=int, default=400)
+    p.add_argument("--out", type=Path, default=Path("runs/alien_oracle.png"))
+    args = p.parse_args()
+    torch.manual_seed(0)
+    unet, schedule = load_toy_ddpm()
+    unet.requires_grad_(False)
+    faces, _ = toy.sample(32, seed=0)
+    x_T_all = cached_inversion(unet, schedule, faces, 40, Path("runs/cache"), progress=False, fixed_point_iters=2)
+    editor = new_editor(unet)
+    optimizer = torch.optim.Adam(editor.parameters(), lr=args.lr)
+    grid = schedule.timesteps(40)
+    timesteps = [t for t in grid if t >= args.t_edit]
+    outside_face = torch.ones(1, 1, 32, 32)
+    outside_face[..., 6:30, 6:26] = 0  # (1, 1, 32, 32): 1 on the background
+    for epoch in range(3):
+        for b in range(0, 32, 8):
+            x = x_T_all[b:b + 8]  # (8, 3, 32, 32)
+            for i, t in enumerate(timesteps):
+                eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor)
+                # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^src = P_t(ε_θ(x_t))
+                P_edit, P_src = predict_x0(x, eps_edit, schedule.at(t)), predict_x0(x, eps, schedule.at(t)).detach()
+                loss = torch.relu(GREEN_TARGET - greenness(P_edit)).mean() \
+                    + args.lam * ((P_edit - P_src).abs() * outside_face).mean() + 0.1 * (P_edit - P_src).abs().mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    x = ddim_step(x, eps_edit.detach(), eps.detach(), t, schedule.previous(grid, i), schedule).prev_sample
+        print(f"epoch {epoch}: loss {loss.item():.3f}, greenness of P_t {float(greenness(P_edit.detach()).mean()):.2f}")
+    heldout, _ = toy.sample(64, seed=0, heldout=True)
+    x_T = cached_inversion(unet, schedule, heldout, 40, Path("runs/cache"), progress=False, fixed_point_iters=2)
+    judge = load_evaluator()
+    with torch.no_grad():
+        plain = generate_edited(unet, x_T, schedule, None, Intervals(args.t_edit), 40).clamp(-1, 1)
+        edited = generate_edited(unet, x_T, schedule, editor, Intervals(args.t_edit), 40).clamp(-1, 1)
+    before, after = judge(plain), judge(edited)
+    leakage = {k: round(float((after[k] - before[k]).abs().mean()), 2) for k in toy.CONTINUOUS_ATTRIBUTES}
+    print(f"success {float(alien_success(edited, plain).float().mean()):.0%}, "
+          f"greenness change {float((greenness(edited) - greenness(plain)).mean()):+.2f}, "
+          f"background change {float(background_change(edited, plain).mean()):.2f}, leakage {leakage}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    image_grid([plain[:8], edited[:8]], row_titles=["unedited", "oracle f_t"]).savefig(args.out, dpi=90)
+    print(f"grid: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
