@@ -113,6 +113,7 @@ def generate_edited(
         dh = delta_h.get(t) if isinstance(delta_h, dict) else delta_h
         if isinstance(dh, MixedEditor):  # each editor of a mix edits only inside its own interval
             dh = dh.active_at(t)
+            dh = dh if any(dh.coefficients.values()) else None  # nothing edits at t: one plain U-Net pass
         if kind == "edit" and dh is not None:
             out = asymmetric_step(unet, x, t, t_prev, schedule, dh, symmetric=symmetric)
         else:
