@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .ddim import Schedule, ddim_invert, ddim_step, predict_x0, unet_noise_model
 from .delta_block import DeltaBlock, check_compatible
 from .editing import Intervals
-from .hspace import asymmetric_eps, h_shape, temb_dim
+from .hspace import asymmetric_eps, asymmetric_step, h_shape, temb_dim
 from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
 from .models import load_checked, save_safetensors_atomic, save_torch_atomic
 from .parallel import process_group
@@ -96,12 +96,6 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
     return x_T
 
 
-def _plain_step(unet, x: torch.Tensor, t: int, t_prev: int, schedule: Schedule):
-    """One unedited DDIM step (η = 0) with its P_t."""
-    eps = unet(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)).sample
-    return ddim_step(x, eps, eps, t, t_prev, schedule)
-
-
 def shared_inversion_iters(configs) -> int:
     """The `inversion_iters` that editors steered or measured together share (0 for none), or a ValueError."""
     iters = {config.inversion_iters for config in configs}
@@ -175,7 +169,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             P_edit, P_source = predict_x0(x, eps_edit, a_t), predict_x0(x, eps, a_t)
             if config.reference == "trajectory":  # P_t^source from the unedited x_t instead of the edited one
                 with torch.no_grad():
-                    step = _plain_step(unet, x_source, t, t_prev, schedule)
+                    step = asymmetric_step(unet, x_source, t, t_prev, schedule, None)  # no edit: plain DDIM
                 P_source, x_source = step.P_t, step.prev_sample
             if codec is not None:  # the losses compare images: D(P_t), gradients through the frozen decoder
                 P_edit = codec.decode(P_edit)  # (B, 3, H, W)
