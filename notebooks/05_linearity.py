@@ -162,7 +162,8 @@ ax.legend(fontsize=8);
 # (one Δh_t per t), and
 # also over t (a single Δh). Applied to *new* faces, how much of the per-image f_t's effect do they keep?
 # Averaging over t also shortens Δh (the Δh_t point in slightly different directions), so the last bar gives the
-# single Δh back the mean length of the Δh_t: then only the direction is shared.
+# single Δh back the mean length of the Δh_t: then only the direction is shared. The right plot shows what a single
+# Δh cannot share: f_t pushes harder at some timesteps than at others.
 
 # %%
 editor, config = scene.editors[edit_a]
@@ -179,17 +180,25 @@ effect = {"f_t (per image)": linearity[edit_a].mean_change[scales.index(1.0)]}  
 effect.update({name: mean_changes(unet, schedule, dh, config.t_edit, judge, heldout_x_T, [attribute], n_steps,
                                   base)[attribute] for name, dh in variants.items()})
 ts, cos = timestep_cosines(global_delta_h(per_image))
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.2))
 reference = effect["f_t (per image)"] or float("nan")  # an editor without any effect has no shares to show
 axes[0].bar(list(effect), [effect[k] / reference for k in effect])
 axes[0].axhline(0.9, color="k", ls="--", lw=1)
 axes[0].set_title(f"share of f_t's effect on {attribute} (bar: 0.9)", fontsize=9)
-axes[0].tick_params(axis="x", labelsize=8)
+axes[0].tick_params(axis="x", labelsize=8, labelrotation=20)
 im = axes[1].imshow(cos, vmin=-1, vmax=1, cmap="RdBu_r")
 axes[1].set_xticks(range(len(ts)), ts, rotation=90, fontsize=6)
 axes[1].set_yticks(range(len(ts)), ts, fontsize=6)
 axes[1].set_title("cos(Δh_t, Δh_s): consistency across timesteps", fontsize=9)
 fig.colorbar(im, ax=axes[1])
+mean_per_t = global_delta_h(per_image)  # {t: (1, C_h, 8, 8)}
+axes[2].plot(ts, [float(mean_per_t[t].norm()) for t in ts], "o-", ms=3, label="‖mean over images of Δh_t‖")
+axes[2].axhline(float(variants["mean over images and t"][ts[0]].norm()), color="k", ls="--", lw=1,
+                label="‖mean over images and t‖")
+axes[2].invert_xaxis()  # the reverse process runs from T down to t_edit
+axes[2].set_xlabel("t")
+axes[2].set_title("length of Δh_t along the edit", fontsize=9)
+axes[2].legend(fontsize=7)
 fig.tight_layout()
 
 # %% [markdown]
@@ -207,7 +216,7 @@ check_step_scale(my_step_scale)
 
 # %% [markdown]
 # **2. (think)** In section 4 the single Δh averaged over images *and* timesteps keeps most of the effect. What does
-# that say about how f_t uses its inputs h_t and t? Look at the cosine matrix before answering.
+# that say about how f_t uses its inputs h_t and t? Look at the cosine matrix and the lengths before answering.
 
 
 # %%
