@@ -3,7 +3,8 @@
 Asyrp edits only in [T, t_edit]; below t_edit the frozen DDPM denoises on its own. An unseen domain can only survive
 that if the model's prior carries it. This prints how much of a rendered alien's greenness is left after noising to t
 (the forward process q(x_t | x_0)) and 40-step deterministic DDIM back to t = 0, and the same for a seen attribute
-pushed past its training range (skin_tone 1.6), for comparison. About 30 seconds on 2 cores.
+pushed past its training range (skin_tone 1.6), for comparison; and what the toy LDM's autoencoder makes of an alien
+(encode, decode). About 30 seconds on 2 cores.
 
 Usage: python scripts/alien_prior.py [--n 32]
 """
@@ -17,6 +18,7 @@ from asyrp_edu import toy
 from asyrp_edu.ddim import ddim_step, q_sample, unet_noise_model
 from asyrp_edu.evaluate_edits import greenness
 from asyrp_edu.evaluator import load_evaluator
+from asyrp_edu.ldm import load_toy_ldm
 from asyrp_edu.models import load_toy_ddpm
 
 START_TIMESTEPS = (100, 200, 300, 400, 600)
@@ -24,7 +26,7 @@ START_TIMESTEPS = (100, 200, 300, 400, 600)
 
 @torch.no_grad()
 def denoise_from(unet, schedule, images: torch.Tensor, t_start: int, num_steps: int = 40) -> torch.Tensor:
-    """x_0 → x_{t_start} by the forward process, then deterministic DDIM back to x_0: (B, 3, H, W)."""
+    """x_0 → x_{t_start} by the forward process, then deterministic DDIM back to x_0 (unclamped, same shape)."""
     noise_model = unet_noise_model(unet)
     # x_t = sqrt(alpha_bar_t) · x_0 + sqrt(1 − alpha_bar_t) · ε
     x = q_sample(images, torch.full((len(images),), t_start), torch.randn_like(images), schedule)
@@ -33,7 +35,7 @@ def denoise_from(unet, schedule, images: torch.Tensor, t_start: int, num_steps: 
         if t <= t_start:
             eps = noise_model(x, torch.full((len(x),), t))
             x = ddim_step(x, eps, eps, t, schedule.previous(grid, i), schedule).prev_sample
-    return x.clamp(-1, 1)
+    return x
 
 
 def main() -> None:
@@ -51,10 +53,15 @@ def main() -> None:
     print(f"greenness: human faces {base:+.2f}, rendered aliens {float(greenness(alien).mean()):+.2f}; "
           f"judged skin_tone of faces rendered at 1.6: {float(judge(past_range)['skin_tone'].mean()):.2f}")
     for t_start in START_TIMESTEPS:
-        kept = (float(greenness(denoise_from(unet, schedule, alien, t_start)).mean()) - base) / \
+        kept = (float(greenness(denoise_from(unet, schedule, alien, t_start).clamp(-1, 1)).mean()) - base) / \
             (float(greenness(alien).mean()) - base)
-        skin = float(judge(denoise_from(unet, schedule, past_range, t_start))["skin_tone"].mean())
+        skin = float(judge(denoise_from(unet, schedule, past_range, t_start).clamp(-1, 1))["skin_tone"].mean())
         print(f"denoised from t = {t_start}: {kept:.0%} of the alien greenness left; skin_tone 1.6 comes back at {skin:.2f}")
+
+    codec = load_toy_ldm().codec
+    with torch.no_grad():
+        decoded = codec.decode(codec.encode(alien)).clamp(-1, 1)  # D(E(x)): what the toy LDM can represent at all
+    print(f"toy LDM autoencoder: rendered aliens come back with greenness {float(greenness(decoded).mean()):+.2f}")
 
 
 if __name__ == "__main__":
