@@ -179,7 +179,8 @@ attribute = world.attribute(edit_a)
 effect = {"f_t (per image)": linearity[edit_a].mean_change[scales.index(1.0)]}  # scale 1 of section 3: f_t itself
 effect.update({name: mean_changes(unet, schedule, dh, config.t_edit, judge, heldout_x_T, [attribute], n_steps,
                                   base)[attribute] for name, dh in variants.items()})
-ts, cos = timestep_cosines(global_delta_h(per_image))
+mean_per_t = variants["mean over images"]  # {t: (1, C_h, 8, 8)}
+ts, cos = timestep_cosines(mean_per_t)
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.2))
 reference = effect["f_t (per image)"] or float("nan")  # an editor without any effect has no shares to show
 axes[0].bar(list(effect), [effect[k] / reference for k in effect])
@@ -191,7 +192,6 @@ axes[1].set_xticks(range(len(ts)), ts, rotation=90, fontsize=6)
 axes[1].set_yticks(range(len(ts)), ts, fontsize=6)
 axes[1].set_title("cos(Δh_t, Δh_s): consistency across timesteps", fontsize=9)
 fig.colorbar(im, ax=axes[1])
-mean_per_t = global_delta_h(per_image)  # {t: (1, C_h, 8, 8)}
 axes[2].plot(ts, [float(mean_per_t[t].norm()) for t in ts], "o-", ms=3, label="‖mean over images of Δh_t‖")
 axes[2].axhline(float(variants["mean over images and t"][ts[0]].norm()), color="k", ls="--", lw=1,
                 label="‖mean over images and t‖")

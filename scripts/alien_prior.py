@@ -26,7 +26,7 @@ START_TIMESTEPS = (100, 200, 300, 400, 600)
 
 @torch.no_grad()
 def denoise_from(unet, schedule, images: torch.Tensor, t_start: int, num_steps: int = 40) -> torch.Tensor:
-    """x_0 → x_{t_start} by the forward process, then deterministic DDIM back to x_0 (unclamped, same shape)."""
+    """x_0 → x_{t_start} by the forward process, then deterministic DDIM back to x_0: (B, 3, H, W) in [-1, 1]."""
     noise_model = unet_noise_model(unet)
     # x_t = sqrt(alpha_bar_t) · x_0 + sqrt(1 − alpha_bar_t) · ε
     x = q_sample(images, torch.full((len(images),), t_start), torch.randn_like(images), schedule)
@@ -35,7 +35,7 @@ def denoise_from(unet, schedule, images: torch.Tensor, t_start: int, num_steps: 
         if t <= t_start:
             eps = noise_model(x, torch.full((len(x),), t))
             x = ddim_step(x, eps, eps, t, schedule.previous(grid, i), schedule).prev_sample
-    return x
+    return x.clamp(-1, 1)
 
 
 def main() -> None:
@@ -49,14 +49,14 @@ def main() -> None:
     attrs = toy.sample_attributes(args.n, seed=0, heldout=True)
     human, alien = toy.render(attrs), toy.render({**attrs, "alien": 1.0})
     past_range = toy.render({**attrs, "skin_tone": torch.full((args.n,), 1.6)})
-    base = float(greenness(human).mean())
-    print(f"greenness: human faces {base:+.2f}, rendered aliens {float(greenness(alien).mean()):+.2f}; "
+    base, full = float(greenness(human).mean()), float(greenness(alien).mean())
+    print(f"greenness: human faces {base:+.2f}, rendered aliens {full:+.2f}; "
           f"judged skin_tone of faces rendered at 1.6: {float(judge(past_range)['skin_tone'].mean()):.2f}")
     for t_start in START_TIMESTEPS:
-        kept = (float(greenness(denoise_from(unet, schedule, alien, t_start).clamp(-1, 1)).mean()) - base) / \
-            (float(greenness(alien).mean()) - base)
-        skin = float(judge(denoise_from(unet, schedule, past_range, t_start).clamp(-1, 1))["skin_tone"].mean())
-        print(f"denoised from t = {t_start}: {kept:.0%} of the alien greenness left; skin_tone 1.6 comes back at {skin:.2f}")
+        kept = (float(greenness(denoise_from(unet, schedule, alien, t_start)).mean()) - base) / (full - base)
+        skin = float(judge(denoise_from(unet, schedule, past_range, t_start))["skin_tone"].mean())
+        print(f"denoised from t = {t_start}: {kept:.0%} of the alien greenness left; "
+              f"skin_tone 1.6 comes back at {skin:.2f}")
 
     codec = load_toy_ldm().codec
     with torch.no_grad():
