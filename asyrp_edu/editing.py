@@ -52,6 +52,11 @@ class MixedEditor(torch.nn.Module):
         self.coefficients = {name: float((coefficients or {}).get(name, 0.0)) for name in self.editors}
         self.t_edits = {name: int(t) for name, t in (t_edits or {}).items()}
 
+    def interval_end(self, T: int) -> int:
+        """Where the mix stops editing: the smallest t_edit among editors with c_i ≠ 0 (0 for an editor without one;
+        T − 1 when no editor edits), the t_edit to give `Intervals`."""
+        return min((self.t_edits.get(name, 0) for name, c in self.coefficients.items() if c), default=T - 1)
+
     def active_at(self, t: int) -> "MixedEditor":
         """The mix at timestep t: editors whose interval [T, t_edit_i] does not contain t get coefficient 0."""
         coefficients = {name: c if t >= self.t_edits.get(name, 0) else 0.0 for name, c in self.coefficients.items()}

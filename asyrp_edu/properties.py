@@ -116,11 +116,11 @@ def combination_effects(unet, schedule: Schedule, editors: dict[str, tuple[torch
     """Each editor's effect on its own attribute alone and with all the others (Δh = Σ Δh_i): {name: {solo, mixed,
     ratio}}. editors maps a name to (f_t, t_edit, judged attribute); in the mix each editor edits in [T, its t_edit].
     solo: the editors' own effects when already measured (e.g. by `measure_linearity` at scale 1)."""
-    t_mix = min(t for _, t, _ in editors.values())
     base = unedited_judgement(unet, schedule, judge, x_T, num_steps) if base is None else base
     mix = MixedEditor({n: e for n, (e, _, _) in editors.items()}, {n: 1.0 for n in editors},
                       {n: t for n, (_, t, _) in editors.items()})  # each editor in its own interval [T, t_edit]
-    mixed = mean_changes(unet, schedule, mix, t_mix, judge, x_T, [a for _, _, a in editors.values()], num_steps, base)
+    mixed = mean_changes(unet, schedule, mix, mix.interval_end(schedule.T), judge, x_T,
+                         [a for _, _, a in editors.values()], num_steps, base)
     report = {}
     for name, (editor, t_edit, attribute) in editors.items():
         alone = solo[name] if solo and name in solo else \

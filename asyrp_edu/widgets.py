@@ -102,10 +102,8 @@ def render_mix(scene: Scene, coefficients: dict[str, float]) -> torch.Tensor:
         check_value(f"coefficient of {name}", c, *STRENGTH_RANGE)
     editors = {name: scene.editors[name][0] for name in coefficients}
     scaled = {name: c * scene.delta_scale(name) for name, c in coefficients.items()}
-    active = [name for name, c in coefficients.items() if c]
-    t_edit = min((scene.editors[n][1].t_edit for n in active), default=scene.schedule.T - 1)
-    t_edits = {name: scene.editors[name][1].t_edit for name in coefficients}
-    return _generate(scene, MixedEditor(editors, scaled, t_edits), t_edit)[0].clamp(-1, 1)
+    mix = MixedEditor(editors, scaled, {name: scene.editors[name][1].t_edit for name in coefficients})
+    return _generate(scene, mix, mix.interval_end(scene.schedule.T))[0].clamp(-1, 1)
 
 
 def render_t_edit(scene: Scene, edit: str, t_edit: int, strength: float = 1.0) -> torch.Tensor:

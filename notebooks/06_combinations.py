@@ -92,8 +92,7 @@ columns = []
 for names in plans.values():
     mix = MixedEditor({n: editors[n][0] for n in names}, {n: 1.0 for n in names},
                       {n: editors[n][1].t_edit for n in names})  # each editor in its own interval [T, t_edit]
-    t_edit = min((editors[n][1].t_edit for n in names), default=schedule.T - 1)
-    columns.append(generate_edited(unet, x_T, schedule, mix, Intervals(t_edit), n_steps))
+    columns.append(generate_edited(unet, x_T, schedule, mix, Intervals(mix.interval_end(schedule.T)), n_steps))
 image_grid([torch.stack([c[i] for c in columns]) for i in range(len(faces))], col_titles=list(plans),
            title="Δh added across editors");
 

@@ -61,6 +61,9 @@ def test_mixed_editors_each_edit_only_in_their_own_interval(scene):
     mix = MixedEditor({"a": a, "b": b}, {"a": 1.0, "b": 1.0}, {"a": 600, "b": 400})
     assert torch.allclose(mix.active_at(700)(h, temb), a(h, temb) + b(h, temb), atol=1e-6)
     assert torch.allclose(mix.active_at(500)(h, temb), b(h, temb), atol=1e-6)  # a's interval ended at 600
+    assert mix.interval_end(1000) == 400  # the mix edits until its last editor stops
+    assert MixedEditor({"a": a, "b": b}, {"a": 1.0, "b": 0.0}, {"a": 600, "b": 400}).interval_end(1000) == 600
+    assert MixedEditor({"a": a}, {"a": 0.0}, {"a": 600}).interval_end(1000) == 999  # nothing edits
     # inside sampling: a mixed with t_edit 600 and run to t = 400 is a alone with t_edit 600
     x_T, steps, big = scene.x_T, 8, ScaledEditor(a, 20.0)  # 8 steps: t = 875, 750, 625, 500, 375, ...
     alone = generate_edited(scene.unet, x_T, scene.schedule, big, Intervals(600), steps)
