@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_evaluator)
-    from .tiny_clip import add_train_clip_parser
+    from .tiny_clip_training import add_train_clip_parser
 
     add_train_clip_parser(sub)
     return parser

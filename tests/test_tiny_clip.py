@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from asyrp_edu import tiny_clip as tc
+from asyrp_edu import tiny_clip_training as tct
 from asyrp_edu import toy
 from asyrp_edu.train_asyrp import EditorConfig
 
@@ -66,18 +67,18 @@ def test_tokenizer_works_offline(monkeypatch):
 def test_captions_and_soft_targets_are_consistent():
     import random
 
-    attrs, changed = tc._twin_batch(8, seed=0, g=torch.Generator().manual_seed(0))
-    texts, log_fit = tc._captions(attrs, changed, random.Random(0))
+    attrs, changed = tct._twin_batch(8, seed=0, g=torch.Generator().manual_seed(0))
+    texts, log_fit = tct._captions(attrs, changed, random.Random(0))
     assert len(texts) == 16 and all(t.startswith("a ") and "cartoon face" in t for t in texts)
     assert (log_fit.diagonal().exp() > 0.2).all()  # every caption fits its own image
-    assert tc.compose_caption({"mouth": "smiling", "glasses": "glasses"}) == "a smiling cartoon face with glasses"
+    assert tct.compose_caption({"mouth": "smiling", "glasses": "glasses"}) == "a smiling cartoon face with glasses"
 
 
 def test_train_save_load_round_trip_and_loss_goes_down(tmp_path):
     from asyrp_edu.checks import sha256_of
 
     out = tmp_path / "clip.safetensors"
-    clip, losses = tc.train_tiny_clip(out, steps=30, batch_size=32, lr=3e-3, seed=0, config=SMALL, progress=False)
+    clip, losses = tct.train_tiny_clip(out, steps=30, batch_size=32, lr=3e-3, seed=0, config=SMALL, progress=False)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
     digest = sha256_of(out)
     loaded = tc.load_tiny_clip(out)
@@ -102,9 +103,9 @@ def test_cli_parser_registers_train_clip():
     import argparse
 
     parser = argparse.ArgumentParser()
-    tc.add_train_clip_parser(parser.add_subparsers(dest="command"))
+    tct.add_train_clip_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train-clip", "--out", "x.safetensors", "--steps", "5", "--seed", "1"])
-    assert args.steps == 5 and args.seed == 1 and args.func is tc._cmd_train_clip
+    assert args.steps == 5 and args.seed == 1 and args.func is tct._cmd_train_clip
 
 
 def test_keep_names_others_and_pairs():
