@@ -112,7 +112,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from .tiny_clip import keep_prompt_pairs, load_tiny_clip
     from .train_asyrp import EditorConfig, train_editor
 
-    unet, schedule, codec = _toy_models(args.world)
+    unet, schedule, codec = _toy_models(args.world, args.ddpm)
     source, target = args.source, args.target
     if args.edit:
         source, target = TOY_EDITS[args.edit]["source"], TOY_EDITS[args.edit]["target"]
@@ -144,12 +144,15 @@ def _editor_folder(world: str, name: str) -> str:
     return f"runs/{'editors' if world == 'toy' else 'ldm_editors'}/{name}"
 
 
-def _toy_models(world: str):
-    """(unet, schedule, codec) of a toy world: 'toy' (pixels, codec None) or 'toy-ldm' (latents)."""
+def _toy_models(world: str, ddpm: str | None = None):
+    """(unet, schedule, codec) of a toy world: 'toy' (pixels, codec None; the DDPM file `ddpm` instead of the shipped
+    one if given) or 'toy-ldm' (latents)."""
+    if ddpm is not None and world != "toy":
+        raise SystemExit(f"--ddpm replaces the pixel DDPM of --world toy; --world {world} has its own models")
     if world == "toy":
         from .models import load_toy_ddpm
 
-        return (*load_toy_ddpm(), None)
+        return (*load_toy_ddpm(None if ddpm is None else Path(ddpm)), None)
     if world == "toy-ldm":
         from .ldm import load_toy_ldm
 
@@ -174,7 +177,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         raise SystemExit("evaluate measures edits against ground truth, which only the toy worlds have: "
                          "--world toy or --world toy-ldm")
     check_edit_name(args.attribute)
-    unet, schedule, codec = _toy_models(args.world)
+    unet, schedule, codec = _toy_models(args.world, args.ddpm)
     if args.editor:
         path = Path(args.editor)
         path = path / EDITOR_FILE if path.is_dir() else path
@@ -244,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an Asyrp editor f_t with the directional CLIP loss")
     p.add_argument("--world", default="toy")
+    p.add_argument("--ddpm", help="--world toy: a DDPM file from `asyrp-edu train-ddpm` (or a script) to edit instead "
+                   "of the shipped one")
     p.add_argument("--edit", help="a named toy edit (smiling, glasses, tanned, blonde, alien)")
     p.add_argument("--source")
     p.add_argument("--target")
@@ -273,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="measure a toy editor against ground truth (evaluation network as judge)")
     p.add_argument("--world", default="toy")
+    p.add_argument("--ddpm", help="--world toy: the DDPM file the editor was trained on, if not the shipped one")
     p.add_argument("--attribute", required=True, help="the toy edit: smiling, glasses, tanned, blonde or alien")
     p.add_argument("--editor", help="an editor file or a folder holding editor.safetensors (default: the shipped one)")
     p.add_argument("--n", type=int, default=64)

@@ -69,6 +69,15 @@ class EditorConfig:
             raise ValueError(f"reference must be one of {', '.join(map(repr, REFERENCES))}, got {self.reference!r}")
 
 
+def unet_fingerprint(unet) -> str:
+    """A short hash of a U-Net's weights, which tells models of the same shape apart: the model an editor was
+    trained on, or a cached inversion was made with. It reads the first 1,024 values of every tensor as float32."""
+    key = hashlib.sha256()
+    for p in unet.state_dict().values():
+        key.update(p.detach().flatten()[:1024].float().cpu().numpy().tobytes())
+    return key.hexdigest()[:16]
+
+
 def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
                      progress: bool = True, codec: LatentCodec | None = None,
                      fixed_point_iters: int = 0) -> torch.Tensor:
@@ -80,9 +89,7 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
     if codec is not None:
         with torch.no_grad():
             images = codec.encode(images)  # z0, (N, C_z, h, w): what the latent U-Net was trained on
-    key = hashlib.sha256()
-    for p in unet.state_dict().values():
-        key.update(p.detach().flatten()[:1024].cpu().numpy().tobytes())  # a fingerprint, not a full copy
+    key = hashlib.sha256(unet_fingerprint(unet).encode())
     key.update(images.cpu().numpy().tobytes())
     key.update(str(num_steps).encode())
     if fixed_point_iters:
@@ -203,7 +210,8 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
         group.barrier()
     bar.close()
     metadata = {"config": json.dumps(asdict(config)), "lambda_recon": lambda_recon, "text_cosine": text_cos,
-                "h_shape": json.dumps(h_shape(unet)), "temb_dim": temb_dim(unet), "latent": codec is not None}
+                "h_shape": json.dumps(h_shape(unet)), "temb_dim": temb_dim(unet), "latent": codec is not None,
+                "unet_fingerprint": unet_fingerprint(unet)}
     if group.is_main:
         save_safetensors_atomic(editor.state_dict(), result.weights, metadata)
     group.barrier()
@@ -231,6 +239,12 @@ def load_editor(unet, path: Path | None = None, edit: str | None = None,
     # the shapes the file was made for: conv1 is (C_h, C_h, 1, 1), temb_proj is (C_h, temb_dim)
     stored = DeltaBlock(tensors["conv1.weight"].shape[0], tensors["temb_proj.weight"].shape[1], groups=1)
     check_compatible(stored, h_shape(unet), temb_dim(unet))
+    made_for, this_model = metadata.get("unet_fingerprint"), unet_fingerprint(unet)
+    if made_for is not None and made_for != this_model:
+        raise ValueError(f"{path or edit} was trained on another model of the same shape (weights fingerprint "
+                         f"{made_for}; this U-Net's is {this_model}): load it with the model it was trained on "
+                         f"(`asyrp-edu evaluate --ddpm FILE` for a toy DDPM of your own), or train an editor for "
+                         f"this one with `asyrp-edu {command}`")
     editor = new_editor(unet)
     editor.load_state_dict(tensors)
     config = EditorConfig(**{k: tuple(v) if k == "templates" else v

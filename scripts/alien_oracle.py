@@ -6,7 +6,11 @@ an h-space that cannot express the edit, or a CLIP gradient that does not lead t
 
     L = max(0, 0.35 − greenness(P_t^edit)) + λ·|P_t^edit − P_t^src|_background + 0.1·|P_t^edit − P_t^src|
 
-Usage: python scripts/alien_oracle.py [--lr 1e-3] [--lam 1] [--t-edit 400] [--out runs/alien_oracle.png]
+With --cheeks, greenness is scored on the cheeks only (below the fringe, which dyed hair could turn green) and the
+background term also holds the hair. --ddpm runs it on another toy DDPM (`alien_broad_world.py`).
+
+Usage: python scripts/alien_oracle.py [--lr 1e-3] [--lam 1] [--t-edit 400] [--cheeks] [--ddpm FILE]
+                                      [--out runs/alien_oracle.png]
 (about 3 minutes on 2 cores; prints the `asyrp-edu evaluate`-style numbers and saves a before/after grid).
 """
 from __future__ import annotations
@@ -29,16 +33,26 @@ from asyrp_edu.viz import image_grid
 GREEN_TARGET = 0.35  # a rendered alien face scores 0.44 or more
 
 
+def cheek_greenness(images: torch.Tensor) -> torch.Tensor:
+    """`greenness` of rows 16-25 only (below the fringe), times 10/16, the share of greenness's rows they are: (B,)."""
+    cheeks = images[..., 16:26, 10:22]  # (B, 3, 10, 12)
+    r, g, b = cheeks[:, 0].mean((1, 2)), cheeks[:, 1].mean((1, 2)), cheeks[:, 2].mean((1, 2))
+    return (g - (r + b) / 2) * 10 / 16
+
+
 def main() -> None:
     """Train the oracle editor on 32 training faces, then judge it on 64 held-out faces."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lam", type=float, default=1.0, help="weight of the L1 term outside the face")
     p.add_argument("--t-edit", type=int, default=400)
+    p.add_argument("--cheeks", action="store_true", help="score the cheeks only and hold the hair too")
+    p.add_argument("--ddpm", type=Path, help="a toy DDPM file instead of the shipped one")
     p.add_argument("--out", type=Path, default=Path("runs/alien_oracle.png"))
     args = p.parse_args()
     torch.manual_seed(0)
-    unet, schedule = load_toy_ddpm()
+    unet, schedule = load_toy_ddpm(args.ddpm)
+    score = cheek_greenness if args.cheeks else greenness
     unet.requires_grad_(False)
     faces, _ = toy.sample(32, seed=0)
     x_T_all = cached_inversion(unet, schedule, faces, 40, Path("runs/cache"), progress=False, fixed_point_iters=2)
@@ -47,7 +61,8 @@ def main() -> None:
     grid = schedule.timesteps(40)
     timesteps = [t for t in grid if t >= args.t_edit]
     outside_face = torch.ones(1, 1, 32, 32)
-    outside_face[..., 6:30, 6:26] = 0  # (1, 1, 32, 32): 1 on the background
+    top = 13 if args.cheeks else 6  # rows above it: the hair
+    outside_face[..., top:30, 6:26] = 0  # (1, 1, 32, 32): 1 on the background (and the hair with --cheeks)
     for epoch in range(3):
         for b in range(0, 32, 8):
             x = x_T_all[b:b + 8]  # (8, 3, 32, 32)
@@ -55,7 +70,7 @@ def main() -> None:
                 eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor)
                 # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^src = P_t(ε_θ(x_t))
                 P_edit, P_src = predict_x0(x, eps_edit, schedule.at(t)), predict_x0(x, eps, schedule.at(t)).detach()
-                loss = torch.relu(GREEN_TARGET - greenness(P_edit)).mean() \
+                loss = torch.relu(GREEN_TARGET - score(P_edit)).mean() \
                     + args.lam * ((P_edit - P_src).abs() * outside_face).mean() + 0.1 * (P_edit - P_src).abs().mean()
                 optimizer.zero_grad()
                 loss.backward()

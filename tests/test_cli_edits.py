@@ -21,6 +21,26 @@ def test_train_then_evaluate_a_toy_editor(tmp_path, capsys, monkeypatch):
     assert set(report["leakage"]) == {"eye_size", "skin_tone", "hair_color"}
 
 
+def test_train_and_evaluate_on_a_toy_ddpm_of_your_own(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    main(["train-ddpm", "--world", "toy", "--out", "my_ddpm", "--steps", "2", "--batch-size", "2"])
+    ddpm = "my_ddpm/toy_ddpm.safetensors"
+    main(["train", "--world", "toy", "--ddpm", ddpm, "--edit", "smiling", "--n-images", "2", "--batch-size", "2",
+          "--steps", "4", "--t-edit", "500", "--out", "editor"])
+    capsys.readouterr()
+    main(["evaluate", "--ddpm", ddpm, "--attribute", "smiling", "--editor", "editor", "--n", "2", "--steps", "4",
+          "--json"])
+    assert json.loads(capsys.readouterr().out)["n"] == 2
+    with pytest.raises(ValueError, match="another model of the same shape"):  # the shipped DDPM is not its model
+        main(["evaluate", "--attribute", "smiling", "--editor", "editor", "--n", "2", "--steps", "4", "--json"])
+    with pytest.raises(ValueError, match="another model of the same shape"):  # nor is the shipped editor this one's
+        main(["evaluate", "--ddpm", ddpm, "--attribute", "smiling", "--n", "2", "--steps", "4", "--json"])
+    with pytest.raises(SystemExit, match="--ddpm replaces the pixel DDPM"):
+        main(["evaluate", "--world", "toy-ldm", "--ddpm", ddpm, "--attribute", "smiling"])
+    with pytest.raises(FileNotFoundError, match="train-ddpm"):
+        main(["train", "--world", "toy", "--ddpm", "no/such.safetensors", "--edit", "smiling"])
+
+
 def test_cli_errors_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="--edit NAME"):

@@ -87,6 +87,23 @@ def test_tiny_clip_text_directions_are_clean():
         assert all(abs(v) <= 0.1 for k, v in row.items() if k != moved), (moved, row)
 
 
+def test_shipped_editors_record_the_model_they_were_trained_on():
+    from safetensors import safe_open
+
+    from asyrp_edu.evaluate_edits import TOY_EDITS
+    from asyrp_edu.ldm import load_toy_ldm
+    from asyrp_edu.models import WEIGHTS_DIR
+    from asyrp_edu.train_asyrp import shipped_editor_file, unet_fingerprint
+
+    made_for = {"toy": unet_fingerprint(load_toy_ddpm()[0]), "toy-ldm": unet_fingerprint(load_toy_ldm().unet)}
+    assert made_for["toy"] != made_for["toy-ldm"]
+    files = {shipped_editor_file(e, "toy"): "toy" for e in TOY_EDITS}
+    files[shipped_editor_file("smiling", "toy-ldm")] = "toy-ldm"
+    for name, world in files.items():
+        with safe_open(str(WEIGHTS_DIR / name), "pt") as f:
+            assert f.metadata()["unet_fingerprint"] == made_for[world], name
+
+
 def test_shipped_editors_record_how_their_training_faces_were_inverted():
     # an editor is applied to images inverted as its training images were (README, "Why the inversion iterates")
     from asyrp_edu.ddim import INVERSION_FIXED_POINT_ITERS

@@ -1,4 +1,6 @@
 """f_t training on a tiny random U-Net with a hand-made 'CLIP' (mean colour): runs, resumes, fails clearly."""
+import copy
+
 import pytest
 import torch
 
@@ -105,6 +107,12 @@ def test_load_editor_refuses_another_models_editor(setup, tmp_path):
         load_editor(unet, tmp_path / "junk.safetensors")
     with pytest.raises(FileNotFoundError, match="asyrp-edu train"):
         load_editor(unet, tmp_path / "missing.safetensors")
+    # a model of the same shape with other weights (another toy DDPM, say) is refused too
+    other = copy.deepcopy(unet)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    with pytest.raises(ValueError, match="another model of the same shape.*--ddpm"):
+        load_editor(other, result.weights)
 
 
 @pytest.mark.parametrize("reference", ["trajectory", "x0"])
