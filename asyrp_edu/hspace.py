@@ -11,7 +11,8 @@ and give the edited prediction to P_t only (the asymmetric reverse process):
 
 The encoder half (time embedding, conv_in, down blocks, mid block) does not depend on Δh_t, so it runs once;
 only the decoder half runs twice (as one batch of 2B). Giving the edit to D_t as well ("symmetric") makes the
-change of P_t and the change of D_t cancel out (the paper's motivation), which `asymmetric_step(..., symmetric=True)` shows.
+change of P_t and the change of D_t cancel out (the paper's motivation), which
+`asymmetric_step(..., symmetric=True)` shows.
 
 Everything below replays `UNet2DModel.forward` of diffusers 0.42 block by block, so `decode(encode(x, t))`
 equals `unet(x, t).sample`.

@@ -77,7 +77,7 @@ def _cached(repo_id: str, revision: str, filename: str = "config.json") -> bool:
 
 
 def _unet_folder(folder: Path) -> tuple[Path, str | None]:
-    """(folder, subfolder) holding the UNet2DModel's config.json: pipelines keep it in unet/, single models at the root."""
+    """(folder, subfolder) of the UNet2DModel's config.json: pipelines keep it in unet/, single models at the root."""
     if (folder / "unet" / "config.json").is_file():
         return folder, "unet"
     if (folder / "config.json").is_file():

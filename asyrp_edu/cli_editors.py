@@ -1,0 +1,167 @@
+"""The `asyrp-edu` commands that train and measure editors: train, evaluate, hspace."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    """`asyrp-edu train`: one f_t for a named toy edit or two prompts, on the toy world's DDPM or the toy LDM."""
+    import torch
+
+    from . import toy
+    from .evaluate_edits import TOY_EDITS
+    from .ddim import INVERSION_FIXED_POINT_ITERS
+    from .parallel import local_device
+    from .tiny_clip import keep_prompt_pairs, load_tiny_clip
+    from .train_asyrp import EditorConfig, train_editor
+
+    unet, schedule, codec = _toy_models(args.world, args.ddpm)
+    source, target = args.source, args.target
+    if args.edit:
+        source, target = TOY_EDITS[args.edit]["source"], TOY_EDITS[args.edit]["target"]
+    if not (source and target):
+        raise SystemExit(f"give --edit NAME ({', '.join(sorted(TOY_EDITS))}) or both --source and --target")
+    try:
+        keep = keep_prompt_pairs(args.keep or [], TOY_EDITS[args.edit]["attribute"] if args.edit else None)
+    except ValueError as error:
+        raise SystemExit(f"--keep: {error}") from None
+    config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
+                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed,
+                          keep=keep, lambda_keep=args.lambda_keep if keep else 0.0,
+                          inversion_iters=(INVERSION_FIXED_POINT_ITERS if args.world == "toy" else 0)
+                          if args.inversion_iters is None else args.inversion_iters)
+    out = Path(args.out or _editor_folder(args.world, args.edit or target.replace(" ", "_")))
+    device = local_device() if args.device == "auto" else torch.device(args.device)
+    unet.to(device)
+    if codec is not None:
+        codec.to(device)
+    images, _ = toy.sample(args.n_images, seed=args.seed)  # the training seed stream; evaluation uses held-out
+    result = train_editor(unet, schedule, load_tiny_clip(device=device), images.to(device), config, out,
+                          resume=not args.no_resume, codec=codec)
+    print(f"editor: {result.weights}")
+
+
+def _editor_folder(world: str, name: str) -> str:
+    """Where `asyrp-edu train` puts an editor by default: runs/editors/NAME (toy) or runs/ldm_editors/NAME."""
+    return f"runs/{'editors' if world == 'toy' else 'ldm_editors'}/{name}"
+
+
+def _toy_models(world: str, ddpm: str | None = None):
+    """(unet, schedule, codec) of a toy world: 'toy' (pixels, codec None; the DDPM file `ddpm` instead of the shipped
+    one if given) or 'toy-ldm' (latents)."""
+    if ddpm is not None and world != "toy":
+        raise SystemExit(f"--ddpm replaces the pixel DDPM of --world toy; --world {world} has its own models")
+    if world == "toy":
+        from .models import load_toy_ddpm
+
+        return (*load_toy_ddpm(None if ddpm is None else Path(ddpm)), None)
+    if world == "toy-ldm":
+        from .ldm import load_toy_ldm
+
+        ldm = load_toy_ldm()
+        return ldm.unet, ldm.schedule, ldm.codec
+    raise SystemExit(f"--world {world!r} is not available here: use --world toy or --world toy-ldm "
+                     "(real models: the notebooks' WORLD switch on a GPU)")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    """`asyrp-edu evaluate`: an editor judged against ground truth on held-out toy faces (README, toy editing)."""
+    import json
+
+    from . import toy
+    from .editing import Intervals
+    from .evaluate_edits import check_edit_name, evaluate_editor
+    from .evaluator import load_evaluator
+    from .models import WEIGHTS_DIR
+    from .tiny_clip import load_tiny_clip
+    from .train_asyrp import EDITOR_FILE, cached_inversion, load_editor, shipped_editor_file
+
+    if args.world not in ("toy", "toy-ldm"):
+        raise SystemExit("evaluate measures edits against ground truth, which only the toy worlds have: "
+                         "--world toy or --world toy-ldm")
+    check_edit_name(args.attribute)
+    unet, schedule, codec = _toy_models(args.world, args.ddpm)
+    if args.editor:
+        path = Path(args.editor)
+        path = path / EDITOR_FILE if path.is_dir() else path
+        if not path.is_file():
+            raise SystemExit(f"no editor at {path}; train one with "
+                             f"`asyrp-edu train --world {args.world} --edit {args.attribute} --out {args.editor}`")
+        editor, config = load_editor(unet, path)
+    elif (WEIGHTS_DIR / shipped_editor_file(args.attribute, args.world)).is_file():
+        editor, config = load_editor(unet, edit=args.attribute, world=args.world)
+    else:
+        raise SystemExit(f"no shipped editor for {args.attribute!r} in {args.world}; train one with "
+                         f"`asyrp-edu train --world {args.world} --edit {args.attribute}` and pass --editor "
+                         f"{_editor_folder(args.world, args.attribute)}")
+    steps = args.steps or config.num_steps
+    originals, _ = toy.sample(args.n, seed=args.seed, heldout=True)
+    x_T = cached_inversion(unet, schedule, originals, steps, Path("runs/cache"), progress=not args.json, codec=codec,
+                           fixed_point_iters=config.inversion_iters)
+    report = evaluate_editor(unet, schedule, editor, load_evaluator(), load_tiny_clip(), args.attribute, x_T,
+                             originals, Intervals(args.t_edit or config.t_edit), steps, codec=codec)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report)
+
+
+def _cmd_hspace(args: argparse.Namespace) -> None:
+    """`asyrp-edu hspace`: linearity, homogeneity and combinations of the shipped toy editors, as JSON."""
+    import json
+
+    from .properties import hspace_report
+
+    print(json.dumps(hspace_report(n=args.n, num_steps=args.steps, seed=args.seed), indent=2))
+
+
+def add_editor_parsers(sub) -> None:
+    """Register `train`, `evaluate` and `hspace` on the `asyrp-edu` sub-command parsers."""
+    p = sub.add_parser("train", help="train an Asyrp editor f_t with the directional CLIP loss")
+    p.add_argument("--world", default="toy")
+    p.add_argument("--ddpm", help="--world toy: a DDPM file from `asyrp-edu train-ddpm` (or a script) to edit instead "
+                   "of the shipped one")
+    p.add_argument("--edit", help="a named toy edit (smiling, glasses, tanned, blonde, alien)")
+    p.add_argument("--source")
+    p.add_argument("--target")
+    p.add_argument("--t-edit", type=int, default=400)
+    p.add_argument("--steps", type=int, default=40, help="DDIM steps for inversion and generation")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--n-images", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-4,
+                   help="Adam learning rate of f_t (the shipped toy editors: 1e-3 with the keep loss, alien 5e-4)")
+    p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
+    p.add_argument("--reference", choices=("authors", "x0", "trajectory", "P_t"), default="authors",
+                   help="what P_t^edit is compared with: the original image in both losses (the authors' code, "
+                        "default); x0 in the CLIP loss and the unedited P_t of the same step in the L1 loss; x0 and "
+                        "the unedited trajectory's P_t at the same t; or the unedited P_t in both")
+    p.add_argument("--keep", nargs="+", metavar="ATTRIBUTE",
+                   help="attributes the edit should leave alone, for the keep loss: names (mouth, glasses, hair_color, "
+                        "skin_tone, eye_size), 'others' (all but the edited one), or prompt pairs 'SOURCE|TARGET'")
+    p.add_argument("--lambda-keep", type=float, default=1.0, help="weight of the keep loss when --keep is given")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, or auto (cuda:LOCAL_RANK per process under `accelerate launch`, else the CPU)")
+    p.add_argument("--inversion-iters", type=int, help="fixed-point iterations per DDIM inversion step of the training "
+                   "images (default: 2 for --world toy, 0 = plain DDIM inversion for toy-ldm)")
+    p.add_argument("--no-resume", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="measure a toy editor against ground truth (evaluation network as judge)")
+    p.add_argument("--world", default="toy")
+    p.add_argument("--ddpm", help="--world toy: the DDPM file the editor was trained on, if not the shipped one")
+    p.add_argument("--attribute", required=True, help="the toy edit: smiling, glasses, tanned, blonde or alien")
+    p.add_argument("--editor", help="an editor file or a folder holding editor.safetensors (default: the shipped one)")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--steps", type=int, help="DDIM steps (default: as the editor was trained)")
+    p.add_argument("--t-edit", type=int, help="end of the editing interval (default: as the editor was trained)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("hspace", help="measure linearity, homogeneity and combinations of the shipped toy editors")
+    p.add_argument("--n", type=int, default=64, help="held-out faces")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_hspace)
