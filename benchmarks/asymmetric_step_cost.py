@@ -11,6 +11,10 @@ no compute) gives the ratio to expect: the decoder does most of the work, so sha
 
     OMP_NUM_THREADS=1 python benchmarks/asymmetric_step_cost.py            # ~2.5 minutes on one busy CPU core
     OMP_NUM_THREADS=1 python benchmarks/asymmetric_step_cost.py --size 64  # a quick smoke run
+    python benchmarks/asymmetric_step_cost.py --device cuda --reps 20      # on a GPU (Colab), in seconds
+
+On a CPU the time follows the FLOPs, so the asymmetric step cannot cost less than the FLOP ratio (1.73 for this
+U-Net). A GPU at batch 1 is far from busy, and the decoder's batch of 2 costs less than two batches of 1.
 """
 from __future__ import annotations
 
@@ -53,17 +57,27 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="image size (256 = the real CelebA-HQ model)")
     parser.add_argument("--also-sequential", action="store_true",
                         help="also time the asymmetric step with its two decoder passes run one after the other")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no GPU is visible to torch here; run on the CPU (the default)")
 
     torch.manual_seed(0)
     from asyrp_edu.models import build_unet
 
-    unet = build_unet(CELEBA_HQ_UNET_CONFIG).eval().requires_grad_(False)
+    unet = build_unet(CELEBA_HQ_UNET_CONFIG).eval().requires_grad_(False).to(device)
     schedule, t, t_prev = Schedule.linear(), 500, 475
-    x_t = torch.randn(1, 3, args.size, args.size)
+    x_t = torch.randn(1, 3, args.size, args.size).to(device)
     # f_t with a non-zero conv2 so that Δh_t ≠ 0 (a fresh DeltaBlock starts at Δh_t = 0)
     f_t = DeltaBlock(512, hspace.temb_dim(unet)).eval().requires_grad_(False)
     torch.nn.init.normal_(f_t.conv2.weight, std=0.02)
+    f_t.to(device)
+
+    def synchronize() -> None:
+        """Wait for queued GPU work, so that a timer sees all of it."""
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     def plain():
         eps = unet(x_t, t).sample
@@ -85,15 +99,17 @@ def main() -> None:
         methods["asym_seq"] = asymmetric_sequential
     times: dict[str, list[float]] = {name: [] for name in methods}
     print(f"CelebA-HQ U-Net ({sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M params), x_t {tuple(x_t.shape)}, "
-          f"float32, CPU, torch threads = {torch.get_num_threads()}, {args.reps} interleaved rounds")
+          f"float32, {device.type.upper()}, torch threads = {torch.get_num_threads()}, {args.reps} interleaved rounds")
     with torch.no_grad():
         out_asym, out_naive = asymmetric(), naive()  # warm-up, and a check that both compute the same step
         gap = (out_asym.prev_sample - out_naive.prev_sample).abs().max().item()
         print(f"warm-up done; max |x_(t-1) asymmetric - naive| = {gap:.2e}")
         for round_ in range(args.reps):
             for name, fn in methods.items():
+                synchronize()
                 start = time.perf_counter()
                 fn()
+                synchronize()
                 times[name].append(time.perf_counter() - start)
             print(f"round {round_ + 1}: " + ", ".join(f"{n} {v[-1]:.2f} s" for n, v in times.items()), flush=True)
 
