@@ -69,13 +69,18 @@ def _complete(attrs: dict[str, torch.Tensor | float]) -> dict[str, torch.Tensor]
     return out
 
 
+# The colours the faces are painted with (RGB in [0, 1]); hair and skin blend between their two ends.
+DARK_HAIR, BLONDE_HAIR = (0.16, 0.09, 0.05), (0.98, 0.86, 0.40)
+PALE_SKIN, TANNED_SKIN = (1.0, 0.87, 0.78), (0.58, 0.36, 0.20)
+
+
 def _lerp(a: tuple[float, float, float], b: tuple[float, float, float], w: torch.Tensor) -> torch.Tensor:
     """Blend two RGB colours per image: w (B,) -> (B, 3, 1, 1)."""
     a_, b_ = torch.tensor(a), torch.tensor(b)
     return (a_ + (b_ - a_) * w[:, None]).view(-1, 3, 1, 1)
 
 
-def _hue_to_rgb(h: torch.Tensor, s: float = 0.35, v: float = 0.9) -> torch.Tensor:
+def hue_to_rgb(h: torch.Tensor, s: float = 0.35, v: float = 0.9) -> torch.Tensor:
     """Pastel background colours from a hue in [0, 1]: (B,) -> (B, 3, 1, 1)."""
     k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], dim=1)
     rgb = v - v * s * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
@@ -101,7 +106,7 @@ def render(attrs: dict[str, torch.Tensor | float], size: int = DEFAULT_SIZE) -> 
     def v(name: str) -> torch.Tensor:
         return a[name].view(B, 1, 1)
 
-    img = _hue_to_rgb(a["background_hue"]).expand(B, 3, size, size).clone()
+    img = hue_to_rgb(a["background_hue"]).expand(B, 3, size, size).clone()
 
     def paint(mask: torch.Tensor, colour: torch.Tensor) -> None:
         m = mask.unsqueeze(1)  # (B, 1, S, S)
@@ -110,15 +115,15 @@ def render(attrs: dict[str, torch.Tensor | float], size: int = DEFAULT_SIZE) -> 
     # Hair: a cap behind the head, dark brown ... blonde.
     hair = _soft(torch.sqrt((x / 0.66) ** 2 + ((y + 0.12) / 0.66) ** 2) - 1.0, px / 0.66)
     hair = hair * _soft(y - 0.15, px)
-    paint(hair, _lerp((0.16, 0.09, 0.05), (0.98, 0.86, 0.40), a["hair_color"]))
+    paint(hair, _lerp(DARK_HAIR, BLONDE_HAIR, a["hair_color"]))
     # Face: an ellipse, pale ... tanned, pulled towards green by the unseen "alien" attribute.
-    skin = _lerp((1.0, 0.87, 0.78), (0.58, 0.36, 0.20), a["skin_tone"])
+    skin = _lerp(PALE_SKIN, TANNED_SKIN, a["skin_tone"])
     skin = skin + (torch.tensor([0.35, 0.85, 0.30]).view(1, 3, 1, 1) - skin) * v("alien").unsqueeze(1)
     face = _soft(torch.sqrt((x / 0.50) ** 2 + ((y - 0.08) / 0.58) ** 2) - 1.0, px / 0.5)
     paint(face, skin)
     # Fringe over the forehead, so hair colour is visible inside the face too.
     fringe = _soft(torch.sqrt((x / 0.52) ** 2 + ((y + 0.42) / 0.26) ** 2) - 1.0, px / 0.26) * face
-    paint(fringe, _lerp((0.16, 0.09, 0.05), (0.98, 0.86, 0.40), a["hair_color"]))
+    paint(fringe, _lerp(DARK_HAIR, BLONDE_HAIR, a["hair_color"]))
     # Eyes: white sclera with a dark pupil; radius grows with eye_size.
     r_eye = 0.07 + 0.07 * v("eye_size")
     for cx in (-0.2, 0.2):

@@ -31,8 +31,8 @@ from asyrp_edu.train_ddpm import STATE_FILE, export_ema, train_ddpm
 
 WEIGHTS = "toy_ddpm_broad.safetensors"
 GREEN_HUE, GREEN_GAP = 0.32, 0.22  # the alien's hue; skin tints stay this far from it on the hue circle
-DARK_HAIR, BLONDE_HAIR = torch.tensor([0.16, 0.09, 0.05]), torch.tensor([0.98, 0.86, 0.40])  # as in toy.render
-PALE_SKIN, TANNED_SKIN = torch.tensor([1.0, 0.87, 0.78]), torch.tensor([0.58, 0.36, 0.20])
+DARK_HAIR, BLONDE_HAIR = torch.tensor(toy.DARK_HAIR), torch.tensor(toy.BLONDE_HAIR)
+PALE_SKIN, TANNED_SKIN = torch.tensor(toy.PALE_SKIN), torch.tensor(toy.TANNED_SKIN)
 START_TIMESTEPS = (100, 200, 300, 400, 500, 600)
 
 
@@ -44,12 +44,6 @@ def broad_colours(n: int, seed: int) -> dict[str, torch.Tensor]:
     # hues on the circle minus the arc of width 2·GREEN_GAP around green
     tint_hue = (GREEN_HUE + GREEN_GAP + torch.rand(n, generator=g) * (1 - 2 * GREEN_GAP)) % 1.0
     return {"dye": dye, "hair_hue": hair_hue, "tint": tint, "tint_hue": tint_hue}
-
-
-def hue_colour(hue: torch.Tensor, saturation: float, value: float) -> torch.Tensor:
-    """RGB in [0, 1] from hues: (n,) -> (n, 3, 1, 1)."""
-    k = torch.stack([(5 + hue * 6) % 6, (3 + hue * 6) % 6, (1 + hue * 6) % 6], dim=1)
-    return (value - value * saturation * torch.clamp(torch.minimum(k, 4 - k), 0, 1)).view(-1, 3, 1, 1)
 
 
 def render_broad(n: int, seed: int) -> torch.Tensor:
@@ -68,9 +62,9 @@ def render_broad(n: int, seed: int) -> torch.Tensor:
         / (TANNED_SKIN - PALE_SKIN).view(1, 3, 1, 1)
     # dyed hair: hair + dye·(hue colour − hair); tinted skin: skin + tint·(hue colour − skin)
     new_hair = hair.view(n, 3, 1, 1) + colours["dye"].view(n, 1, 1, 1) * (
-        hue_colour(colours["hair_hue"], 0.7, 0.85) - hair.view(n, 3, 1, 1))
+        toy.hue_to_rgb(colours["hair_hue"], 0.7, 0.85) - hair.view(n, 3, 1, 1))
     new_skin = skin.view(n, 3, 1, 1) + colours["tint"].view(n, 1, 1, 1) * (
-        hue_colour(colours["tint_hue"], 0.65, 0.85) - skin.view(n, 3, 1, 1))
+        toy.hue_to_rgb(colours["tint_hue"], 0.65, 0.85) - skin.view(n, 3, 1, 1))
     image = image + hair_shows * (new_hair - hair.view(n, 3, 1, 1)) + skin_shows * (new_skin - skin.view(n, 3, 1, 1))
     return (image * 2 - 1).clamp(-1, 1)
 
