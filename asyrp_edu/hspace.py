@@ -53,6 +53,9 @@ def check_supported(unet) -> None:
     """Raise a clear error for a model this module cannot split at h (anything but a diffusers UNet2DModel)."""
     from diffusers import UNet2DModel
 
+    if getattr(unet, "is_traced", False):  # a traced_unet.TracedUNet was checked when it was made
+        return
+
     if not isinstance(unet, UNet2DModel):
         raise TypeError(f"hspace splits diffusers UNet2DModel only, got {type(unet).__name__}; text-conditioned "
                         "models (UNet2DConditionModel) take encoder_hidden_states and are not supported here")
@@ -61,7 +64,7 @@ def check_supported(unet) -> None:
         raise ValueError(f"time_embedding_type={kind!r} is not supported; use one of {SUPPORTED_TIME_EMBEDDINGS}")
 
 
-def _broadcast_timesteps(t: Timestep, batch: int, device: torch.device) -> torch.Tensor:
+def broadcast_timesteps(t: Timestep, batch: int, device: torch.device) -> torch.Tensor:
     """t as a (B,) tensor, exactly as UNet2DModel.forward broadcasts it (an int becomes int64)."""
     if not torch.is_tensor(t):
         t = torch.tensor([t], dtype=torch.long, device=device)
@@ -94,16 +97,18 @@ def temb(unet, t: Timestep, batch: int, class_labels: torch.Tensor | None = None
     """The U-Net's own timestep embedding (B, temb_dim): the temb that f_t(h_t, temb) consumes."""
     check_supported(unet)
     device = unet.time_embedding.linear_1.weight.device  # where the embedding lives (the rest may be elsewhere)
-    return _embed(unet, _broadcast_timesteps(t, batch, device), class_labels)
+    return _embed(unet, broadcast_timesteps(t, batch, device), class_labels)
 
 
 def encode(unet, x: torch.Tensor, t: Timestep, class_labels: torch.Tensor | None = None) -> Encoded:
     """Run the encoder half of ε_θ: time embedding, conv_in, down blocks and mid block, up to h_t."""
+    if getattr(unet, "is_traced", False):  # a traced_unet.TracedUNet: this same function, replayed as a graph
+        return unet.encode(x, t, class_labels)
     check_supported(unet)
     if unet.config.center_input_sample:
         # x ← 2x − 1, for models trained on images in [0, 1]
         x = 2 * x - 1.0
-    timesteps = _broadcast_timesteps(t, x.shape[0], x.device)  # (B,)
+    timesteps = broadcast_timesteps(t, x.shape[0], x.device)  # (B,)
     emb = _embed(unet, timesteps, class_labels)  # (B, temb_dim)
     # skip-variant models (NCSN++) carry the image itself down the skip_conv branch
     skip_sample = x  # (B, C_in, H, W)
@@ -145,6 +150,8 @@ def decode(unet, enc: Encoded, delta_h: DeltaH = None) -> torch.Tensor:
     dh = resolve_delta_h(delta_h, enc.h, enc.emb)
     # h_t ← h_t + Δh_t          (B, C_h, H_h, W_h)
     sample = enc.h if dh is None else enc.h + dh
+    if getattr(unet, "is_traced", False):  # a traced_unet.TracedUNet: the rest of this function, as a graph
+        return unet.decode(sample, enc)
     res_samples, skip_sample = enc.res_samples, None
     for block in unet.up_blocks:
         # each up block takes back the last len(resnets) skip activations, deepest first
