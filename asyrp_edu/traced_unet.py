@@ -110,11 +110,17 @@ class TracedUNet:
         return UNet2DOutput(sample=self._run("full", x, hspace.broadcast_timesteps(t, x.shape[0], x.device)))
 
 
-def trace_for_rendering(unet: torch.nn.Module) -> TracedUNet | torch.nn.Module:
-    """A TracedUNet on a CPU (where Python overhead is a third of a toy pass), else the model itself.
+TRACE_UP_TO_SIZE = 32  # the toy DDPM (32²) and the toy LDM (16² latents); larger models are compute-bound
 
-    Falls back to the model if it cannot be traced (a class-conditional model, or a torch without TorchScript)."""
-    if next(unet.parameters()).device.type != "cpu" or not hasattr(torch, "jit"):
+
+def trace_for_rendering(unet: torch.nn.Module) -> TracedUNet | torch.nn.Module:
+    """A TracedUNet for a small model on a CPU, where Python is a third of a pass; else the model itself.
+
+    Large models (the 256² CelebA-HQ U-Net takes seconds per pass on a CPU) gain nothing worth a trace, GPUs are left
+    to the eager model, and a model that cannot be traced (class-conditional) renders eagerly."""
+    size = unet.config.sample_size
+    small = max(size if isinstance(size, (tuple, list)) else (size,)) <= TRACE_UP_TO_SIZE
+    if not small or next(unet.parameters()).device.type != "cpu" or not hasattr(torch, "jit"):
         return unet
     try:
         return TracedUNet(unet)

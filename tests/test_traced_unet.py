@@ -67,6 +67,8 @@ def test_scenes_render_traced_on_a_cpu_with_the_eager_image(tiny_unet):
 def test_models_that_cannot_be_traced_render_eagerly(tiny_unet, monkeypatch):
     conditional = _unet(CONFIGS["class_learned"])
     assert trace_for_rendering(conditional) is conditional  # class labels: the model itself
+    large = _unet(CONFIGS["celeba_like"])  # 64²: compute-bound, not worth a trace
+    assert trace_for_rendering(large) is large
     with pytest.raises(ValueError, match="unconditional"):
         TracedUNet(conditional)
     with pytest.raises(TypeError, match="UNet2DModel"):
