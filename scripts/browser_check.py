@@ -4,7 +4,8 @@
 
 Needs Debian's Chromium (`apt-get install chromium`, /usr/bin/chromium) and the Python Playwright package
 (`pip install -e ".[browser]"`); Playwright drives the system Chromium, nothing is downloaded. Exits 0 when the
-strength slider's image changed after the slider moved, 1 otherwise, and saves a screenshot either way.
+strength slider's image changed after the slider moved, 1 otherwise, and saves a screenshot either way
+(also when a step times out).
 """
 from __future__ import annotations
 
@@ -49,6 +50,47 @@ def start_lab(port: int, token: str, root: Path) -> subprocess.Popen:
     raise RuntimeError("JupyterLab did not start within 60 s")
 
 
+STARTED_JS = """() => [...document.querySelectorAll('.jp-InputArea-prompt')]
+    .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+
+
+def run_all_cells(page) -> None:
+    """Run ▸ Run All Cells, through JupyterLab's menu."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+
+
+def move_slider(page, url: str, timeout: float) -> bool:
+    """Open the notebook, run all cells, move the first strength slider; True if the image under it changed."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.goto(url)
+    page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    for attempt in range(3):
+        run_all_cells(page)
+        try:  # a cell prompt shows [*] or [n] once the kernel took the cells
+            page.wait_for_function(STARTED_JS, timeout=30_000)
+            break
+        except PlaywrightTimeout:  # seen about every other run: the first Run All Cells ran nothing
+            print(f"no cell started 30 s after Run All Cells (try {attempt + 1}); clicking it again")
+    # the first strength slider and the image right under it
+    handle = page.locator(".widget-slider .noUi-handle").first
+    handle.wait_for(timeout=timeout * 1000)
+    image = page.locator(".widget-vbox img").first
+    image.wait_for(timeout=60_000)
+    time.sleep(2)
+    before = image.get_attribute("src")
+    handle.focus()
+    for _ in range(5):  # five steps of 0.1 to the right: strength 1.0 -> 1.5
+        page.keyboard.press("ArrowRight")
+    for _ in range(60):
+        time.sleep(0.5)
+        if image.get_attribute("src") != before:
+            return True
+    return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", default="notebooks/05_linearity.ipynb")
@@ -72,29 +114,12 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/{Path(args.notebook).name}?token={token}")
-            page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_text("Run All Cells", exact=True).click()
-            # the first strength slider and the image right under it
-            handle = page.locator(".widget-slider .noUi-handle").first
-            handle.wait_for(timeout=args.timeout * 1000)
-            image = page.locator(".widget-vbox img").first
-            image.wait_for(timeout=60_000)
-            time.sleep(2)
-            before = image.get_attribute("src")
-            handle.focus()
-            for _ in range(5):  # five steps of 0.1 to the right: strength 1.0 -> 1.5
-                page.keyboard.press("ArrowRight")
-            changed = False
-            for _ in range(60):
-                time.sleep(0.5)
-                if image.get_attribute("src") != before:
-                    changed = True
-                    break
-            page.screenshot(path=args.screenshot, full_page=False)
-            browser.close()
+            try:
+                changed = move_slider(page, f"http://127.0.0.1:{port}/lab/tree/{Path(args.notebook).name}?token="
+                                      f"{token}", args.timeout)
+            finally:  # a screenshot either way: on a failure it shows how far the notebook got
+                page.screenshot(path=args.screenshot, full_page=False)
+                browser.close()
     finally:
         lab.terminate()
         lab.wait(timeout=30)
