@@ -15,7 +15,8 @@ change of P_t and the change of D_t cancel out (the paper's motivation), which
 `asymmetric_step(..., symmetric=True)` shows.
 
 Everything below replays `UNet2DModel.forward` of diffusers 0.42 block by block, so `decode(encode(x, t))`
-equals `unet(x, t).sample`.
+equals `unet(x, t).sample`. A `traced_unet.TracedUNet` may stand in for the model: the same code, replayed as
+TorchScript graphs (the widgets render with one on a CPU).
 """
 from __future__ import annotations
 
