@@ -56,7 +56,6 @@ def check_supported(unet) -> None:
 
     if getattr(unet, "is_traced", False):  # a traced_unet.TracedUNet was checked when it was made
         return
-
     if not isinstance(unet, UNet2DModel):
         raise TypeError(f"hspace splits diffusers UNet2DModel only, got {type(unet).__name__}; text-conditioned "
                         "models (UNet2DConditionModel) take encoder_hidden_states and are not supported here")

@@ -85,7 +85,8 @@ def _check_edit(scene: Scene, edit: str) -> None:
 def _generate(scene: Scene, delta_h, t_edit: int, return_trajectory: bool = False):
     """Asyrp sampling of the scene's x_T: edit down to t_edit, plain DDIM, then boosting below the scene's t_boost."""
     intervals = Intervals(t_edit, min(scene.t_boost, t_edit))  # a t_edit slider below t_boost edits to the end
-    return generate_edited(scene.renderer or scene.unet, scene.x_T, scene.schedule, delta_h, intervals, scene.num_steps,
+    model = scene.renderer or scene.unet  # the traced U-Net where make_scene made one
+    return generate_edited(model, scene.x_T, scene.schedule, delta_h, intervals, scene.num_steps,
                            generator=torch.Generator().manual_seed(scene.seed), return_trajectory=return_trajectory)
 
 

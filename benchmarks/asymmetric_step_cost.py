@@ -107,7 +107,8 @@ def main() -> None:
         methods["asym_seq"] = asymmetric_sequential
     times: dict[str, list[float]] = {name: [] for name in methods}
     print(f"CelebA-HQ U-Net ({sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M params), x_t {tuple(x_t.shape)}, "
-          f"float32{' (TF32 allowed)' if args.tf32 else ''}, {device.type.upper()}, torch threads = {torch.get_num_threads()}, {args.reps} interleaved rounds")
+          f"float32{' (TF32 allowed)' if args.tf32 else ''}, {device.type.upper()}, "
+          f"torch threads = {torch.get_num_threads()}, {args.reps} interleaved rounds")
     with torch.no_grad():
         out_asym, out_naive = asymmetric(), naive()  # warm-up, and a check that both compute the same step
         gap = (out_asym.prev_sample - out_naive.prev_sample).abs().max().item()
@@ -120,7 +121,8 @@ def main() -> None:
                 fn()
                 synchronize()
                 times[name].append(time.perf_counter() - start)
-            print(f"round {round_ + 1}: " + ", ".join(f"{n} {v[-1] * 1e3:.1f} ms" for n, v in times.items()), flush=True)
+            rounds = ", ".join(f"{n} {v[-1] * 1e3:.1f} ms" for n, v in times.items())
+            print(f"round {round_ + 1}: {rounds}", flush=True)
 
     median = {name: statistics.median(v) for name, v in times.items()}
     enc_gflop, dec_gflop = flop_ratio(args.size)
