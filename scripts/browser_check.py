@@ -72,7 +72,7 @@ def move_slider(page, url: str, timeout: float) -> bool:
         try:  # a cell prompt shows [*] or [n] once the kernel took the cells
             page.wait_for_function(STARTED_JS, timeout=30_000)
             break
-        except PlaywrightTimeout:  # seen about every other run: the first Run All Cells ran nothing
+        except PlaywrightTimeout:  # seen in two of six runs: the first Run All Cells ran nothing
             print(f"no cell started 30 s after Run All Cells (try {attempt + 1}); clicking it again")
     # the first strength slider and the image right under it
     handle = page.locator(".widget-slider .noUi-handle").first
