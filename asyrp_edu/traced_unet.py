@@ -69,12 +69,6 @@ class TracedUNet:
         self._halves = {"encode": _EncoderHalf(unet), "decode": _DecoderHalf(unet), "full": _FullPass(unet)}
         self.graphs: dict[tuple, torch.nn.Module] = {}  # (half, input shapes, dtype, device) → traced graph
 
-    def __getattr__(self, name: str):
-        """Everything else (config, dtype, parameters(), mid_block, …) is the wrapped model's."""
-        if name == "unet":  # not set yet (a failed __init__): no recursion
-            raise AttributeError(name)
-        return getattr(self.unet, name)
-
     def _run(self, half: str, *inputs):
         """Trace `half` for these input shapes on first use, then replay the graph (eager if tracing fails)."""
         shapes = tuple(tuple(t.shape) for x in inputs for t in (x if isinstance(x, tuple) else (x,)))

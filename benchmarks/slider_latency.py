@@ -53,31 +53,29 @@ def main() -> None:
     gap = (widgets.render_strength(scenes["traced"], args.edit, 1.5)
            - widgets.render_strength(scenes["eager"], args.edit, 1.5)).abs().max().item()
 
-    stages = {"encoder + mid block (edited steps)": "encode", "decoder ×2 (edited steps)": "decode"}
-    for name, function in stages.items():
-        setattr(hspace, function, timed(name, getattr(hspace, function)))
-    TracedUNet.__call__ = timed("full U-Net (unedited steps)", TracedUNet.__call__)
     times: dict[str, list[float]] = {name: [] for name in scenes}
-    total_traced = 0.0
     values = [(-2 + 4 * i / (args.repeats - 1)) for i in range(args.repeats)]
     for value in values:
         for name, scene in scenes.items():
-            before = dict(STAGES)
             start = time.perf_counter()
-            image = widgets.render_strength(scene, args.edit, value)
-            png = timed("PNG for the widget", widgets.to_png)(image)
+            png = widgets.to_png(widgets.render_strength(scene, args.edit, value))
             times[name].append(time.perf_counter() - start)
-            if name == "eager":  # the stage shares below are the traced renderer's
-                STAGES.clear()
-                STAGES.update(before)
-            else:
-                total_traced += times[name][-1]
-    STAGES["DDIM arithmetic, f_t, rest"] = total_traced - sum(STAGES.values())
     median = {name: statistics.median(t) for name, t in times.items()}
     print(f"slider → image, {args.steps} steps, {args.repeats} values, {torch.get_num_threads()} threads, "
           f"png {len(png)} bytes; traced and eager images differ by {gap:.1e}")
     print(f"  median traced (the widgets) {median['traced']:.3f} s (goal ≤ 0.3 s), eager {median['eager']:.3f} s, "
           f"traced / eager {median['traced'] / median['eager']:.2f}")
+
+    # where the time goes: the traced renders once more, with a timer around each stage
+    stages = {"encoder + mid block (edited steps)": "encode", "decoder ×2 (edited steps)": "decode"}
+    for name, function in stages.items():
+        setattr(hspace, function, timed(name, getattr(hspace, function)))
+    TracedUNet.__call__ = timed("full U-Net (unedited steps)", TracedUNet.__call__)
+    start = time.perf_counter()
+    for value in values:
+        timed("PNG for the widget", widgets.to_png)(widgets.render_strength(scenes["traced"], args.edit, value))
+    total_traced = time.perf_counter() - start
+    STAGES["DDIM arithmetic, f_t, rest"] = total_traced - sum(STAGES.values())
     print("  where the traced render's time goes:")
     for name, seconds in sorted(STAGES.items(), key=lambda kv: -kv[1]):
         print(f"    {name:38s} {100 * seconds / total_traced:5.1f} %")
