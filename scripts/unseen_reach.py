@@ -25,6 +25,7 @@ Means are over the faces a candidate changes. Usage:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,6 +44,7 @@ from asyrp_edu.viz import image_grid
 SIZE = 32
 PX = 2.0 / SIZE  # one pixel in toy.render's [-1, 1] frame
 DARK = (0.08, 0.08, 0.15)
+Attributes = dict[str, torch.Tensor]
 
 
 def _inside(signed_distance: torch.Tensor) -> torch.Tensor:
@@ -50,7 +52,7 @@ def _inside(signed_distance: torch.Tensor) -> torch.Tensor:
     return torch.clamp(0.5 - signed_distance / PX, 0.0, 1.0)
 
 
-def _frame(attrs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _frame(attrs: Attributes) -> tuple[torch.Tensor, torch.Tensor]:
     """toy.render's coordinates of every face: x (B, 1, S), y (B, S, 1), centred on the face's shift."""
     coords = (torch.arange(SIZE, dtype=torch.float32) + 0.5) * PX - 1.0
     x = coords.view(1, 1, SIZE) - attrs["shift_x"].view(-1, 1, 1)
@@ -63,13 +65,13 @@ def _paint(images: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor) -> torch
     return images * (1 - m) + m * (rgb.view(-1, 3, 1, 1) * 2 - 1)
 
 
-def _skin(attrs: dict[str, torch.Tensor]) -> torch.Tensor:
+def _skin(attrs: Attributes) -> torch.Tensor:
     """Each face's skin colour: (B, 3)."""
     pale, tanned = torch.tensor(toy.PALE_SKIN), torch.tensor(toy.TANNED_SKIN)
     return pale + (tanned - pale) * attrs["skin_tone"][:, None]
 
 
-def _eyes_erased(attrs: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+def _eyes_erased(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     """The faces with both eyes painted over in skin colour (glasses stay)."""
     x, y = _frame(attrs)
     r_eye = 0.07 + 0.07 * attrs["eye_size"].view(-1, 1, 1)  # as toy.render draws them
@@ -78,7 +80,7 @@ def _eyes_erased(attrs: dict[str, torch.Tensor], images: torch.Tensor) -> torch.
     return _glasses(attrs, images, torch.tensor([0.05, 0.05, 0.05]))
 
 
-def _glasses(attrs: dict[str, torch.Tensor], images: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+def _glasses(attrs: Attributes, images: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
     """The rims of the faces that wear glasses painted again, in rgb."""
     x, y = _frame(attrs)
     for cx in (-0.2, 0.2):
@@ -87,7 +89,7 @@ def _glasses(attrs: dict[str, torch.Tensor], images: torch.Tensor, rgb: torch.Te
     return images
 
 
-def closed_eyes(attrs, images):
+def closed_eyes(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     """Each eye a dark line."""
     x, y = _frame(attrs)
     images = _eyes_erased(attrs, images)
@@ -96,7 +98,7 @@ def closed_eyes(attrs, images):
     return images
 
 
-def one_eye(attrs, images):
+def one_eye(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     """A single large eye in the middle of the face."""
     x, y = _frame(attrs)
     images = _eyes_erased(attrs, images)
@@ -104,12 +106,12 @@ def one_eye(attrs, images):
     return _paint(_paint(images, _inside(d - 0.16), torch.ones(3)), _inside(d - 0.08), torch.tensor(DARK))
 
 
-def red_glasses(attrs, images):
+def red_glasses(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     """Red rims on the faces that wear glasses (glasses are always dark in training); the others stay as they are."""
     return _glasses(attrs, images, torch.tensor([0.9, 0.1, 0.1]))
 
 
-def beard(attrs, images):
+def beard(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     """The face below the mouth's top in hair colour."""
     x, y = _frame(attrs)
     face = _inside((torch.sqrt((x / 0.50) ** 2 + ((y - 0.08) / 0.58) ** 2) - 1.0) * 0.5)
@@ -117,7 +119,7 @@ def beard(attrs, images):
     return _paint(images, face * (y > 0.28).float(), dark + (blonde - dark) * attrs["hair_color"][:, None])
 
 
-def rendered(**values: float):
+def rendered(**values: float) -> Callable[[Attributes, torch.Tensor], torch.Tensor]:
     """A candidate drawn by toy.render itself with some fields set to values."""
     return lambda attrs, images: toy.render({**attrs, **{k: torch.full_like(attrs["mouth"], v)
                                                          for k, v in values.items()}})
