@@ -47,11 +47,6 @@ DARK = (0.08, 0.08, 0.15)
 Attributes = dict[str, torch.Tensor]
 
 
-def _inside(signed_distance: torch.Tensor) -> torch.Tensor:
-    """Anti-aliased mask, as toy.render draws: 1 inside, 0 outside, a one-pixel ramp."""
-    return torch.clamp(0.5 - signed_distance / PX, 0.0, 1.0)
-
-
 def _frame(attrs: Attributes) -> tuple[torch.Tensor, torch.Tensor]:
     """toy.render's coordinates of every face: x (B, 1, S), y (B, S, 1), centred on the face's shift."""
     coords = (torch.arange(SIZE, dtype=torch.float32) + 0.5) * PX - 1.0
@@ -60,15 +55,14 @@ def _frame(attrs: Attributes) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _paint(images: torch.Tensor, mask: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-    """Paint rgb ((3,) or (B, 3) in [0, 1]) over images in [-1, 1] where mask (B, S, S) is 1."""
+    """Paint rgb ((3,) or (B, 3, 1, 1) in [0, 1]) over images in [-1, 1] where mask (B, S, S) is 1."""
     m = mask.unsqueeze(1)
     return images * (1 - m) + m * (rgb.view(-1, 3, 1, 1) * 2 - 1)
 
 
 def _skin(attrs: Attributes) -> torch.Tensor:
-    """Each face's skin colour: (B, 3)."""
-    pale, tanned = torch.tensor(toy.PALE_SKIN), torch.tensor(toy.TANNED_SKIN)
-    return pale + (tanned - pale) * attrs["skin_tone"][:, None]
+    """Each face's skin colour: (B, 3, 1, 1)."""
+    return toy._lerp(toy.PALE_SKIN, toy.TANNED_SKIN, attrs["skin_tone"])
 
 
 def _eyes_erased(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
@@ -76,7 +70,7 @@ def _eyes_erased(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     x, y = _frame(attrs)
     r_eye = 0.07 + 0.07 * attrs["eye_size"].view(-1, 1, 1)  # as toy.render draws them
     for cx in (-0.2, 0.2):
-        images = _paint(images, _inside(torch.sqrt((x - cx) ** 2 + (y + 0.02) ** 2) - r_eye - 0.01), _skin(attrs))
+        images = _paint(images, toy._soft(torch.sqrt((x - cx) ** 2 + (y + 0.02) ** 2) - r_eye - 0.01, PX), _skin(attrs))
     return _glasses(attrs, images, torch.tensor([0.05, 0.05, 0.05]))
 
 
@@ -84,7 +78,7 @@ def _glasses(attrs: Attributes, images: torch.Tensor, rgb: torch.Tensor) -> torc
     """The rims of the faces that wear glasses painted again, in rgb."""
     x, y = _frame(attrs)
     for cx in (-0.2, 0.2):
-        ring = _inside((torch.sqrt((x - cx) ** 2 + (y + 0.02) ** 2) - 0.16).abs() - 0.03)
+        ring = toy._soft((torch.sqrt((x - cx) ** 2 + (y + 0.02) ** 2) - 0.16).abs() - 0.03, PX)
         images = _paint(images, ring * attrs["glasses"].view(-1, 1, 1), rgb)
     return images
 
@@ -94,7 +88,8 @@ def closed_eyes(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     x, y = _frame(attrs)
     images = _eyes_erased(attrs, images)
     for cx in (-0.2, 0.2):
-        images = _paint(images, _inside((y + 0.02).abs() - 0.025) * _inside((x - cx).abs() - 0.12), torch.tensor(DARK))
+        line = toy._soft((y + 0.02).abs() - 0.025, PX) * toy._soft((x - cx).abs() - 0.12, PX)
+        images = _paint(images, line, torch.tensor(DARK))
     return images
 
 
@@ -103,7 +98,7 @@ def one_eye(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     x, y = _frame(attrs)
     images = _eyes_erased(attrs, images)
     d = torch.sqrt(x ** 2 + (y + 0.02) ** 2)
-    return _paint(_paint(images, _inside(d - 0.16), torch.ones(3)), _inside(d - 0.08), torch.tensor(DARK))
+    return _paint(_paint(images, toy._soft(d - 0.16, PX), torch.ones(3)), toy._soft(d - 0.08, PX), torch.tensor(DARK))
 
 
 def red_glasses(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
@@ -114,9 +109,8 @@ def red_glasses(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
 def beard(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     """The face below the mouth's top in hair colour."""
     x, y = _frame(attrs)
-    face = _inside((torch.sqrt((x / 0.50) ** 2 + ((y - 0.08) / 0.58) ** 2) - 1.0) * 0.5)
-    dark, blonde = torch.tensor(toy.DARK_HAIR), torch.tensor(toy.BLONDE_HAIR)
-    return _paint(images, face * (y > 0.28).float(), dark + (blonde - dark) * attrs["hair_color"][:, None])
+    face = toy._soft(torch.sqrt((x / 0.50) ** 2 + ((y - 0.08) / 0.58) ** 2) - 1.0, PX / 0.5)  # as toy.render
+    return _paint(images, face * (y > 0.28).float(), toy._lerp(toy.DARK_HAIR, toy.BLONDE_HAIR, attrs["hair_color"]))
 
 
 def rendered(**values: float) -> Callable[[Attributes, torch.Tensor], torch.Tensor]:
