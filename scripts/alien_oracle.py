@@ -16,12 +16,14 @@ Usage: python scripts/alien_oracle.py [--lr 1e-3] [--lam 1] [--t-edit 400] [--ch
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from asyrp_edu import toy
 from asyrp_edu.ddim import ddim_step, predict_x0
+from asyrp_edu.delta_block import DeltaBlock
 from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.evaluate_edits import alien_success, background_change, greenness
 from asyrp_edu.evaluator import load_evaluator
@@ -30,6 +32,7 @@ from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.train_asyrp import cached_inversion, new_editor
 from asyrp_edu.viz import image_grid
 
+OracleLoss = Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor]  # (P_t^edit, P_t^src, batch) -> loss
 GREEN_TARGET = 0.35  # a rendered alien face scores 0.44 or more
 
 
@@ -38,6 +41,35 @@ def cheek_greenness(images: torch.Tensor) -> torch.Tensor:
     cheeks = images[..., 16:26, 10:22]  # (B, 3, 10, 12)
     r, g, b = cheeks[:, 0].mean((1, 2)), cheeks[:, 1].mean((1, 2)), cheeks[:, 2].mean((1, 2))
     return (g - (r + b) / 2) * 10 / 16
+
+
+def train_oracle(unet, schedule, x_T: torch.Tensor, loss: OracleLoss, t_edit: int, epochs: int = 3,
+                 lr: float = 1e-3, on_epoch: Callable[[int, torch.Tensor, float], None] | None = None) -> DeltaBlock:
+    """A fresh f_t (from torch's global seed) trained on x_T in batches of 8 with `loss(P_t^edit, P_t^src, batch)`
+    at every step of [T, t_edit], along the edited asymmetric trajectory. on_epoch(epoch, last P_t^edit, last loss)
+    reports."""
+    editor = new_editor(unet)
+    optimizer = torch.optim.Adam(editor.parameters(), lr=lr)
+    grid = schedule.timesteps(40)
+    for epoch in range(epochs):
+        for b in range(0, len(x_T), 8):
+            x = x_T[b:b + 8]  # (8, 3, 32, 32)
+            for i, t in enumerate(grid):
+                if t < t_edit:
+                    break
+                eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor)
+                # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^src = P_t(ε_θ(x_t))
+                P_edit, P_src = predict_x0(x, eps_edit, schedule.at(t)), predict_x0(x, eps, schedule.at(t)).detach()
+                value = loss(P_edit, P_src, slice(b, b + 8))
+                optimizer.zero_grad()
+                value.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    step = ddim_step(x, eps_edit.detach(), eps.detach(), t, schedule.previous(grid, i), schedule)
+                    x = step.prev_sample
+        if on_epoch is not None:
+            on_epoch(epoch, P_edit.detach(), value.item())
+    return editor
 
 
 def main() -> None:
@@ -56,28 +88,18 @@ def main() -> None:
     unet.requires_grad_(False)
     faces, _ = toy.sample(32, seed=0)
     x_T_all = cached_inversion(unet, schedule, faces, 40, Path("runs/cache"), progress=False, fixed_point_iters=2)
-    editor = new_editor(unet)
-    optimizer = torch.optim.Adam(editor.parameters(), lr=args.lr)
-    grid = schedule.timesteps(40)
-    timesteps = [t for t in grid if t >= args.t_edit]
     outside_face = torch.ones(1, 1, 32, 32)
     top = 13 if args.cheeks else 6  # rows above it: the hair
     outside_face[..., top:30, 6:26] = 0  # (1, 1, 32, 32): 1 on the background (and the hair with --cheeks)
-    for epoch in range(3):
-        for b in range(0, 32, 8):
-            x = x_T_all[b:b + 8]  # (8, 3, 32, 32)
-            for i, t in enumerate(timesteps):
-                eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor)
-                # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^src = P_t(ε_θ(x_t))
-                P_edit, P_src = predict_x0(x, eps_edit, schedule.at(t)), predict_x0(x, eps, schedule.at(t)).detach()
-                loss = torch.relu(GREEN_TARGET - score(P_edit)).mean() \
-                    + args.lam * ((P_edit - P_src).abs() * outside_face).mean() + 0.1 * (P_edit - P_src).abs().mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    x = ddim_step(x, eps_edit.detach(), eps.detach(), t, schedule.previous(grid, i), schedule).prev_sample
-        print(f"epoch {epoch}: loss {loss.item():.3f}, greenness of P_t {float(greenness(P_edit.detach()).mean()):.2f}")
+
+    def loss(P_edit: torch.Tensor, P_src: torch.Tensor, batch: slice) -> torch.Tensor:
+        return torch.relu(GREEN_TARGET - score(P_edit)).mean() \
+            + args.lam * ((P_edit - P_src).abs() * outside_face).mean() + 0.1 * (P_edit - P_src).abs().mean()
+
+    def report(epoch: int, P_edit: torch.Tensor, value: float) -> None:
+        print(f"epoch {epoch}: loss {value:.3f}, greenness of P_t {float(greenness(P_edit).mean()):.2f}")
+
+    editor = train_oracle(unet, schedule, x_T_all, loss, args.t_edit, lr=args.lr, on_epoch=report)
     heldout, _ = toy.sample(64, seed=0, heldout=True)
     x_T = cached_inversion(unet, schedule, heldout, 40, Path("runs/cache"), progress=False, fixed_point_iters=2)
     judge = load_evaluator()

@@ -30,15 +30,14 @@ from pathlib import Path
 
 import torch
 
+from alien_oracle import train_oracle
 from alien_prior import denoise_from
 from asyrp_edu import toy
-from asyrp_edu.ddim import ddim_step, predict_x0
 from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.evaluate_edits import background_change
 from asyrp_edu.evaluator import load_evaluator
-from asyrp_edu.hspace import asymmetric_eps
 from asyrp_edu.models import load_toy_ddpm
-from asyrp_edu.train_asyrp import cached_inversion, new_editor
+from asyrp_edu.train_asyrp import cached_inversion
 from asyrp_edu.viz import image_grid
 
 SIZE = 32
@@ -144,31 +143,6 @@ def share_and_aim(result: torch.Tensor, reference: torch.Tensor, target: torch.T
     return float(share[changed].mean()), float(aim[changed].mean())
 
 
-def train_oracle(unet, schedule, x_T: torch.Tensor, changes: torch.Tensor, t_edit: int, epochs: int = 3):
-    """f_t trained so that P_t^edit − P_t^src is the rendered change of the same face, in [T, t_edit]."""
-    torch.manual_seed(0)
-    editor = new_editor(unet)
-    optimizer = torch.optim.Adam(editor.parameters(), lr=1e-3)
-    grid = schedule.timesteps(40)
-    for _ in range(epochs):
-        for b in range(0, len(x_T), 8):
-            x, change = x_T[b:b + 8], changes[b:b + 8]  # (8, 3, 32, 32)
-            for i, t in enumerate(grid):
-                if t < t_edit:
-                    break
-                eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor)
-                # P_t^edit − P_t^src should be the rendered change, target − face
-                P_edit, P_src = predict_x0(x, eps_edit, schedule.at(t)), predict_x0(x, eps, schedule.at(t)).detach()
-                loss = (P_edit - P_src - change).pow(2).mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    x_prev = ddim_step(x, eps_edit.detach(), eps.detach(), t, schedule.previous(grid, i), schedule)
-                    x = x_prev.prev_sample
-    return editor
-
-
 def main() -> None:
     """Print the prior and oracle shares of every candidate and save the grid."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -203,7 +177,14 @@ def main() -> None:
             torch.manual_seed(1)  # the same noise as faces_denoised
             prior, _ = share_and_aim(denoise_from(unet, schedule, targets, args.t_edit), faces_denoised, targets,
                                      held_faces)
-        editor = train_oracle(unet, schedule, x_T_train, draw(train_attrs, train_faces) - train_faces, args.t_edit)
+        changes = draw(train_attrs, train_faces) - train_faces  # (32, 3, 32, 32)
+
+        def loss(P_edit: torch.Tensor, P_src: torch.Tensor, batch: slice) -> torch.Tensor:
+            # P_t^edit − P_t^src should be the rendered change, target − face
+            return (P_edit - P_src - changes[batch]).pow(2).mean()
+
+        torch.manual_seed(0)  # the same initial f_t for every candidate
+        editor = train_oracle(unet, schedule, x_T_train, loss, args.t_edit)
         with torch.no_grad():
             edited = generate_edited(unet, x_T_held, schedule, editor, Intervals(args.t_edit), 40).clamp(-1, 1)
         oracle, aim = share_and_aim(edited, plain, targets, held_faces)

@@ -8,7 +8,7 @@ import torch
 from asyrp_edu import toy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-unseen_reach = pytest.importorskip("unseen_reach")
+import unseen_reach  # noqa: E402  (a script, importable once scripts/ is on the path)
 
 
 def _faces(n: int = 16):
