@@ -10,7 +10,7 @@ and give the edited prediction to P_t only (the asymmetric reverse process):
     x_{t-1} = sqrt(alpha_bar_{t-1}) · P_t(ε_θ(x_t | Δh_t)) + D_t(ε_θ(x_t)) + σ_t z
 
 The encoder half (time embedding, conv_in, down blocks, mid block) does not depend on Δh_t, so it runs once;
-only the decoder half runs twice (as one batch of 2B). Giving the edit to D_t as well ("symmetric") makes the
+only the decoder half runs twice (as one batch of 2B; `shared_skips` computes the skips' share of it once). Giving the edit to D_t as well ("symmetric") makes the
 change of P_t and the change of D_t cancel out (the paper's motivation), which
 `asymmetric_step(..., symmetric=True)` shows.
 
@@ -25,6 +25,7 @@ from typing import Callable, Union
 
 import torch
 
+from . import shared_skips
 from .ddim import Schedule, StepOutput, ddim_step
 from .delta_block import DeltaBlock, check_compatible
 
@@ -178,8 +179,12 @@ def asymmetric_eps(
     delta_h: DeltaH,
     class_labels: torch.Tensor | None = None,
     batched: bool = True,
+    share_skips: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(ε_θ(x_t), ε_θ(x_t | Δh_t), h_t): the encoder runs once, the decoder twice (as one 2B batch if batched)."""
+    """(ε_θ(x_t), ε_θ(x_t | Δh_t), h_t): the encoder runs once, the decoder twice (one 2B batch if batched).
+
+    share_skips (with batched): compute the part of each up-block resnet that sees only skips once for both passes
+    (`shared_skips`), where the model's blocks allow it."""
     enc = encode(unet, x, t, class_labels)
     dh = resolve_delta_h(delta_h, enc.h, enc.emb)  # Δh_t = f_t(h_t, temb)     (B, C_h, H_h, W_h)
     if dh is None:
@@ -187,6 +192,10 @@ def asymmetric_eps(
         return eps, eps, enc.h
     if not batched:
         return decode(unet, enc), decode(unet, enc, dh), enc.h
+    if share_skips and shared_skips.supports(unet):
+        # [ε_θ(x_t) ; ε_θ(x_t | Δh_t)], the skips' share of each up-block resnet computed once    (2B, C_out, H, W)
+        eps, eps_edit = shared_skips.decode_pair(unet, enc, enc.h + dh).chunk(2)
+        return eps, eps_edit, enc.h
     # [h_t ; h_t + Δh_t] with the skips and temb repeated: one decoder pass      (2B, C_h, H_h, W_h)
     both = replace(enc.repeat(2), h=torch.cat([enc.h, enc.h + dh.expand_as(enc.h)]))
     # [ε_θ(x_t) ; ε_θ(x_t | Δh_t)]         (2B, C_out, H, W)

@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from . import hspace
+from . import hspace, shared_skips
 
 
 class _EncoderHalf(torch.nn.Module):
@@ -45,6 +45,18 @@ class _DecoderHalf(torch.nn.Module):
         return hspace.decode(self.unet, hspace.Encoded(h, res_samples, emb, timesteps))
 
 
+class _DecoderPair(torch.nn.Module):
+    """shared_skips.decode_pair as a module of tensors: (h_t, h_t + Δh_t, skips, temb, t) → [ε ; ε_edit]."""
+
+    def __init__(self, unet: torch.nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, h: torch.Tensor, h_edit: torch.Tensor, res_samples: tuple[torch.Tensor, ...],
+                emb: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        return shared_skips.decode_pair(self.unet, hspace.Encoded(h, res_samples, emb, timesteps), h_edit)
+
+
 class _FullPass(torch.nn.Module):
     """ε_θ(x_t, t) in one pass: the model's own forward."""
 
@@ -66,7 +78,9 @@ class TracedUNet:
         if unet.class_embedding is not None:
             raise ValueError("TracedUNet renders unconditional models only; use the class-conditional U-Net itself")
         self.unet = unet
-        self._halves = {"encode": _EncoderHalf(unet), "decode": _DecoderHalf(unet), "full": _FullPass(unet)}
+        self._halves = {"encode": _EncoderHalf(unet), "decode": _DecoderHalf(unet), "full": _FullPass(unet),
+                        "decode_pair": _DecoderPair(unet)}
+        self.shares_skips = shared_skips.supports(unet)  # whether decode_pair may be used
         self.graphs: dict[tuple, torch.nn.Module] = {}  # (half, input shapes, dtype, device) → traced graph
 
     def _run(self, half: str, *inputs):
@@ -94,6 +108,12 @@ class TracedUNet:
     def decode(self, h: torch.Tensor, enc: hspace.Encoded) -> torch.Tensor:
         """The decoder half from an already edited h_t + Δh_t, traced: ε (B, C_out, H, W)."""
         return self._run("decode", h, tuple(enc.res_samples), enc.emb, enc.timesteps)
+
+    def decode_pair(self, enc: hspace.Encoded, h_edit: torch.Tensor) -> torch.Tensor:
+        """shared_skips.decode_pair, traced: [ε_θ(x_t) ; ε_θ(x_t | Δh_t)] (2B, C_out, H, W)."""
+        # h_edit as it is (e.g. channels-last like h_t): another memory layout would round the convolutions otherwise
+        skips = tuple(enc.res_samples)
+        return self._run("decode_pair", enc.h, h_edit.expand_as(enc.h), skips, enc.emb, enc.timesteps)
 
     def __call__(self, x: torch.Tensor, t: hspace.Timestep, class_labels: torch.Tensor | None = None):
         """unet(x_t, t).sample, traced (returns the diffusers output type)."""

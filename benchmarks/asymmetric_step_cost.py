@@ -2,20 +2,24 @@
 
     plain        ε_θ(x_t) once, then ddim_step                                  1 encoder + 1 decoder
     asymmetric   hspace.asymmetric_step: encoder once, decoder on [h_t ; h_t + Δh_t]   1 encoder + 2 decoders
-    asym_seq     (--also-sequential) the same with the two decoder passes one after the other
+                 whose up-block resnets share the part that sees only skips (shared_skips.py): 1.52, not 1.73
+    asym_seq     (--also-sequential) the two decoder passes one after the other, nothing shared
+    asym_2B      (--also-unshared) the two decoder passes as one plain batch of 2, nothing shared
     naive        two full forward passes, Δh_t = f_t(h_t, temb) added by a mid-block hook   2 encoders + 2 decoders
 
 The methods are timed in interleaved rounds (plain, asymmetric, naive, plain, …) so that a busy machine slows all
 of them alike; each prints its median. The FLOP count (torch's FlopCounterMode on the "meta" device: shapes only,
-no compute) gives the ratio to expect: the decoder does most of the work, so sharing the encoder saves less than half.
+no compute) gives the ratio to expect: the decoder does most of the work (362 of 497 GFLOP), so sharing the encoder
+alone would leave 1.73; sharing the skips' part of the decoder too brings the floor to 1.52.
 
     OMP_NUM_THREADS=1 python benchmarks/asymmetric_step_cost.py            # ~2.5 minutes on one busy CPU core
     OMP_NUM_THREADS=1 python benchmarks/asymmetric_step_cost.py --size 64  # a quick smoke run
     python benchmarks/asymmetric_step_cost.py --device cuda --reps 20      # on a GPU (Colab), in seconds
     python benchmarks/asymmetric_step_cost.py --device cuda --reps 20 --tf32   # with TensorFloat-32 convolutions
 
-On a CPU the time follows the FLOPs, so the asymmetric step cannot cost less than the FLOP ratio (1.73 for this
-U-Net). A GPU at batch 1 is far from busy, and the decoder's batch of 2 costs less than two batches of 1.
+On one CPU thread the time follows the FLOPs, so the asymmetric step costs about its FLOP ratio (1.52 for this
+U-Net); with more threads a batch of 2 keeps them busier than a batch of 1 does, and it costs a little less. A GPU
+at batch 1 is far from busy, and the decoder's batch of 2 costs less than two batches of 1.
 On a GPU the run is exact float32 by default (TF32 off), so that the asymmetric step matches two full passes to
 1e-5; `--tf32` allows TensorFloat-32, PyTorch's default for cuDNN convolutions, which is faster but rounds each
 batch shape differently (gaps near 1e-3).
@@ -30,7 +34,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from asyrp_edu import hspace
+from asyrp_edu import hspace, shared_skips
 from asyrp_edu.ddim import Schedule, ddim_step
 from asyrp_edu.delta_block import DeltaBlock
 from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG
@@ -43,15 +47,16 @@ def flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def flop_ratio(size: int) -> tuple[float, float]:
-    """(encoder, decoder) GFLOPs of the CelebA-HQ U-Net at size², counted on the meta device."""
+def flop_ratio(size: int) -> tuple[float, float, float]:
+    """(encoder, decoder, both decoder passes with shared skips) GFLOPs of the CelebA-HQ U-Net at size², on meta."""
     from diffusers import UNet2DModel
 
     with torch.device("meta"), torch.no_grad():
         unet = UNet2DModel(**CELEBA_HQ_UNET_CONFIG)
         x = torch.empty(1, 3, size, size)
         enc = hspace.encode(unet, x, 500)
-        return flops(lambda: hspace.encode(unet, x, 500)) / 1e9, flops(lambda: hspace.decode(unet, enc)) / 1e9
+        return (flops(lambda: hspace.encode(unet, x, 500)) / 1e9, flops(lambda: hspace.decode(unet, enc)) / 1e9,
+                flops(lambda: shared_skips.decode_pair(unet, enc, enc.h)) / 1e9)
 
 
 def main() -> None:
@@ -61,6 +66,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="image size (256 = the real CelebA-HQ model)")
     parser.add_argument("--also-sequential", action="store_true",
                         help="also time the asymmetric step with its two decoder passes run one after the other")
+    parser.add_argument("--also-unshared", action="store_true",
+                        help="also time the two decoder passes as one plain batch of 2, without shared skips")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--tf32", action="store_true",
                         help="on a GPU, allow TensorFloat-32 (faster; asymmetric and naive then differ by ~1e-3)")
@@ -102,9 +109,15 @@ def main() -> None:
         eps, eps_edit, _ = hspace.asymmetric_eps(unet, x_t, t, f_t, batched=False)
         return ddim_step(x_t, eps_edit, eps, t, t_prev, schedule)
 
+    def asymmetric_unshared():
+        eps, eps_edit, _ = hspace.asymmetric_eps(unet, x_t, t, f_t, share_skips=False)
+        return ddim_step(x_t, eps_edit, eps, t, t_prev, schedule)
+
     methods = {"plain": plain, "asymmetric": asymmetric, "naive": naive}
     if args.also_sequential:
         methods["asym_seq"] = asymmetric_sequential
+    if args.also_unshared:
+        methods["asym_2B"] = asymmetric_unshared
     times: dict[str, list[float]] = {name: [] for name in methods}
     print(f"CelebA-HQ U-Net ({sum(p.numel() for p in unet.parameters()) / 1e6:.1f}M params), x_t {tuple(x_t.shape)}, "
           f"float32{' (TF32 allowed)' if args.tf32 else ''}, {device.type.upper()}, "
@@ -125,10 +138,13 @@ def main() -> None:
             print(f"round {round_ + 1}: {rounds}", flush=True)
 
     median = {name: statistics.median(v) for name, v in times.items()}
-    enc_gflop, dec_gflop = flop_ratio(args.size)
-    shared = (enc_gflop + 2 * dec_gflop) / (enc_gflop + dec_gflop)
-    expected = {"plain": 1.0, "asymmetric": shared, "naive": 2.0, "asym_seq": shared}
-    print(f"\nGFLOPs of one forward pass: encoder {enc_gflop:.1f} + decoder {dec_gflop:.1f}")
+    enc_gflop, dec_gflop, pair_gflop = flop_ratio(args.size)
+    plain_gflop = enc_gflop + dec_gflop
+    expected = {"plain": 1.0, "asymmetric": (enc_gflop + pair_gflop) / plain_gflop, "naive": 2.0,
+                "asym_seq": (enc_gflop + 2 * dec_gflop) / plain_gflop}
+    expected["asym_2B"] = expected["asym_seq"]
+    print(f"\nGFLOPs of one forward pass: encoder {enc_gflop:.1f} + decoder {dec_gflop:.1f}; "
+          f"both decoder passes with shared skips {pair_gflop:.1f} (not shared: {2 * dec_gflop:.1f})")
     print(f"{'step':<12}{'median ms':>10}{'/ plain':>10}{'FLOP ratio':>12}")
     for name in methods:
         print(f"{name:<12}{median[name] * 1e3:>10.1f}{median[name] / median['plain']:>10.2f}{expected[name]:>12.2f}")

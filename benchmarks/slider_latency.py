@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import torch
 
-from asyrp_edu import hspace, widgets
+from asyrp_edu import hspace, shared_skips, widgets
 from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.traced_unet import TracedUNet
 
@@ -67,9 +67,11 @@ def main() -> None:
           f"traced / eager {median['traced'] / median['eager']:.2f}")
 
     # where the time goes: the traced renders once more, with a timer around each stage
-    stages = {"encoder + mid block (edited steps)": "encode", "decoder ×2 (edited steps)": "decode"}
-    for name, function in stages.items():
-        setattr(hspace, function, timed(name, getattr(hspace, function)))
+    stages = [("encoder + mid block (edited steps)", hspace, "encode"),
+              ("decoder ×2 (edited steps)", hspace, "decode"),  # a model whose skips cannot be shared
+              ("decoder ×2, skips shared (edited steps)", shared_skips, "decode_pair")]
+    for name, module, function in stages:
+        setattr(module, function, timed(name, getattr(module, function)))
     TracedUNet.__call__ = timed("full U-Net (unedited steps)", TracedUNet.__call__)
     start = time.perf_counter()
     for value in values:
@@ -78,6 +80,8 @@ def main() -> None:
     STAGES["DDIM arithmetic, f_t, rest"] = total_traced - sum(STAGES.values())
     print("  where the traced render's time goes:")
     for name, seconds in sorted(STAGES.items(), key=lambda kv: -kv[1]):
+        if seconds == 0:  # a stage this model does not go through
+            continue
         print(f"    {name:38s} {100 * seconds / total_traced:5.1f} %")
 
 

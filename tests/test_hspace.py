@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from asyrp_edu import hspace
+from asyrp_edu import hspace, shared_skips
 from asyrp_edu.ddim import Schedule, ddim_sigma, ddim_step, direction_to_xt, predict_x0
 from asyrp_edu.delta_block import DeltaBlock
 from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, TOY_UNET_CONFIG
@@ -124,19 +124,51 @@ def test_temb_is_the_embedding_the_resnets_see(case):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("batched", [True, False])
-def test_asymmetric_eps_matches_two_full_passes(case, batched):
+@pytest.mark.parametrize("batched, share_skips", [(True, True), (True, False), (False, False)])
+def test_asymmetric_eps_matches_two_full_passes(case, batched, share_skips):
     name, unet, x, t, labels = case
     h_shape, temb_dim = hspace.h_shape(unet), hspace.temb_dim(unet)
     f_t = _random_f_t(h_shape[0], temb_dim)
     delta = torch.randn(1, *h_shape, generator=torch.Generator().manual_seed(4))  # broadcast over the batch
     for delta_h in (delta, f_t):
-        eps, eps_edit, h = hspace.asymmetric_eps(unet, x, t, delta_h, labels, batched=batched)
+        eps, eps_edit, h = hspace.asymmetric_eps(unet, x, t, delta_h, labels, batched, share_skips)
         ref_eps, ref_edit = hspace.two_pass_eps(unet, x, t, delta_h, labels)
         assert_close(eps, ref_eps, **TOL)
         assert_close(eps_edit, ref_edit, **TOL)
         assert_close(h, _mid_block_io(unet, x, t, labels)[1], **TOL)
         assert (eps_edit - eps).abs().max() > 1e-3, name  # the edit does something
+
+
+def test_shared_skips_cover_every_plain_up_block(case):
+    name, unet, *_ = case
+    # NCSN++'s skip blocks carry an image branch this path does not replay: they decode as one plain 2B batch
+    assert shared_skips.supports(unet) == (name != "skip_fourier")
+
+
+@torch.no_grad()
+def test_shared_skips_match_the_plain_decoder_when_groups_straddle_the_concat():
+    # 32 + 16 channels in 8 groups of 6: the group of channels 30-35 holds both a and s, so k = 36 > C_a = 32
+    unet = _unet(CONFIGS["celeba_like"])
+    straddles = [r for b in unet.up_blocks for r in b.resnets if r.conv1.in_channels % r.norm1.num_groups == 0
+                 and (r.conv1.in_channels - r.conv1.out_channels) % (r.conv1.in_channels // r.norm1.num_groups)]
+    assert straddles  # the case below really exercises a straddling group
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    enc = hspace.encode(unet, x, torch.tensor([5, 400, 990]))
+    h_edit = enc.h + torch.randn_like(enc.h)
+    eps, eps_edit = shared_skips.decode_pair(unet, enc, h_edit).chunk(2)
+    assert_close(eps, hspace.decode(unet, enc), **TOL)
+    assert_close(eps_edit, hspace.decode(unet, enc, h_edit - enc.h), **TOL)
+
+
+def test_shared_skips_pass_gradients_to_f_t(toy):
+    unet, x = toy
+    f_t = _random_f_t(*hspace.h_shape(unet)[:1], hspace.temb_dim(unet)).requires_grad_(True)
+    _, eps_edit, _ = hspace.asymmetric_eps(unet, x, 500, f_t)
+    _, ref_edit = hspace.two_pass_eps(unet, x, 500, f_t)
+    grad = torch.autograd.grad(eps_edit.square().sum(), f_t.conv2.weight)[0]
+    ref = torch.autograd.grad(ref_edit.square().sum(), f_t.conv2.weight)[0]
+    assert grad.abs().max() > 0
+    assert_close(grad, ref, atol=1e-5, rtol=1e-4)
 
 
 @torch.no_grad()

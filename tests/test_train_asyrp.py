@@ -138,7 +138,9 @@ def test_trajectory_reference_compares_with_the_unedited_trajectory(setup, tmp_p
     _, unedited = generate_edited(unet, x_T, schedule, None, Intervals(config.t_edit, 0), config.num_steps,
                                   return_trajectory=True)
     gaps = [float((P - out.P_t).abs().max()) for P, (_, _, out) in zip(seen, unedited)]
-    assert len(seen) == 5 and gaps[0] < 1e-5  # x_T starts both trajectories
+    # x_T starts both trajectories. Training decodes both passes sharing their skips (shared_skips.py), which rounds
+    # ε differently by ~1e-6, and P_t = (x_t − sqrt(1 − alpha_bar)·ε) / sqrt(alpha_bar) magnifies that ~100× near T
+    assert len(seen) == 5 and gaps[0] < 5e-4, gaps
     if reference == "trajectory":
         assert max(gaps) < 1e-5, gaps
     else:  # the unedited P_t of the edited x_t drifts away from the unedited trajectory
