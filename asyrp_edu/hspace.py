@@ -10,9 +10,9 @@ and give the edited prediction to P_t only (the asymmetric reverse process):
     x_{t-1} = sqrt(alpha_bar_{t-1}) · P_t(ε_θ(x_t | Δh_t)) + D_t(ε_θ(x_t)) + σ_t z
 
 The encoder half (time embedding, conv_in, down blocks, mid block) does not depend on Δh_t, so it runs once;
-only the decoder half runs twice (as one batch of 2B; `shared_skips` computes the skips' share of it once). Giving the edit to D_t as well ("symmetric") makes the
-change of P_t and the change of D_t cancel out (the paper's motivation), which
-`asymmetric_step(..., symmetric=True)` shows.
+only the decoder half runs twice (as one batch of 2B; `shared_skips` computes the skips' share of it once).
+Giving the edit to D_t as well ("symmetric") makes the change of P_t and the change of D_t cancel out (the paper's
+motivation), which `asymmetric_step(..., symmetric=True)` shows.
 
 Everything below replays `UNet2DModel.forward` of diffusers 0.42 block by block, so `decode(encode(x, t))`
 equals `unet(x, t).sample`. A `traced_unet.TracedUNet` may stand in for the model: the same code, replayed as

@@ -146,16 +146,21 @@ def test_shared_skips_cover_every_plain_up_block(case):
 
 
 @torch.no_grad()
-def test_shared_skips_match_the_plain_decoder_when_groups_straddle_the_concat():
-    # 32 + 16 channels in 8 groups of 6: the group of channels 30-35 holds both a and s, so k = 36 > C_a = 32
+def test_shared_skips_match_the_plain_decoder_when_groups_straddle_the_concat(monkeypatch):
+    # e.g. 32 + 16 channels in 8 groups of 6: the group of channels 30-35 holds both a and s (k = 36 > C_a = 32)
     unet = _unet(CONFIGS["celeba_like"])
-    straddles = [r for b in unet.up_blocks for r in b.resnets if r.conv1.in_channels % r.norm1.num_groups == 0
-                 and (r.conv1.in_channels - r.conv1.out_channels) % (r.conv1.in_channels // r.norm1.num_groups)]
-    assert straddles  # the case below really exercises a straddling group
+    splits, resnet_pair = [], shared_skips.resnet_pair
+
+    def spy(resnet, a, s, emb2):
+        splits.append((a.shape[1], (a.shape[1] + s.shape[1]) // resnet.norm1.num_groups))  # (C_a, channels a group)
+        return resnet_pair(resnet, a, s, emb2)
+
+    monkeypatch.setattr(shared_skips, "resnet_pair", spy)
     x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(6))
     enc = hspace.encode(unet, x, torch.tensor([5, 400, 990]))
     h_edit = enc.h + torch.randn_like(enc.h)
     eps, eps_edit = shared_skips.decode_pair(unet, enc, h_edit).chunk(2)
+    assert any(c_a % per_group for c_a, per_group in splits)  # a straddling group really was met
     assert_close(eps, hspace.decode(unet, enc), **TOL)
     assert_close(eps_edit, hspace.decode(unet, enc, h_edit - enc.h), **TOL)
 
