@@ -38,8 +38,8 @@ def _resnet_ok(resnet: torch.nn.Module) -> bool:
 
 def supports(unet) -> bool:
     """Whether every up block of this UNet2DModel is one whose resnets can share their skip half."""
-    if getattr(unet, "is_traced", False):  # a traced_unet.TracedUNet knows whether its model does
-        return unet.shares_skips
+    if getattr(unet, "is_traced", False):  # a traced_unet.TracedUNet: whether the model it replays does
+        return supports(unet.unet)
     if not hasattr(unet, "up_blocks"):
         return False
     for block in unet.up_blocks:

@@ -80,7 +80,6 @@ class TracedUNet:
         self.unet = unet
         self._halves = {"encode": _EncoderHalf(unet), "decode": _DecoderHalf(unet), "full": _FullPass(unet),
                         "decode_pair": _DecoderPair(unet)}
-        self.shares_skips = shared_skips.supports(unet)  # whether decode_pair may be used
         self.graphs: dict[tuple, torch.nn.Module] = {}  # (half, input shapes, dtype, device) → traced graph
 
     def _run(self, half: str, *inputs):
