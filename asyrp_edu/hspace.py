@@ -179,12 +179,13 @@ def asymmetric_eps(
     delta_h: DeltaH,
     class_labels: torch.Tensor | None = None,
     batched: bool = True,
-    share_skips: bool = True,
+    share_skips: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ε_θ(x_t), ε_θ(x_t | Δh_t), h_t): the encoder runs once, the decoder twice (one 2B batch if batched).
 
     share_skips (with batched): compute the part of each up-block resnet that sees only skips once for both passes
-    (`shared_skips`), where the model's blocks allow it."""
+    (`shared_skips`) where the model's blocks allow it: always (True), never (False), or where the input is large
+    enough for that to pay (None, `shared_skips.worth_it`)."""
     enc = encode(unet, x, t, class_labels)
     dh = resolve_delta_h(delta_h, enc.h, enc.emb)  # Δh_t = f_t(h_t, temb)     (B, C_h, H_h, W_h)
     if dh is None:
@@ -192,7 +193,7 @@ def asymmetric_eps(
         return eps, eps, enc.h
     if not batched:
         return decode(unet, enc), decode(unet, enc, dh), enc.h
-    if share_skips and shared_skips.supports(unet):
+    if share_skips is not False and shared_skips.supports(unet) and (share_skips or shared_skips.worth_it(enc)):
         # [ε_θ(x_t) ; ε_θ(x_t | Δh_t)], the skips' share of each up-block resnet computed once    (2B, C_out, H, W)
         eps, eps_edit = shared_skips.decode_pair(unet, enc, enc.h + dh).chunk(2)
         return eps, eps_edit, enc.h

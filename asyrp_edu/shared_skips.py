@@ -27,6 +27,14 @@ import torch.nn.functional as F
 
 SPLIT_UP_BLOCKS = ("UpBlock2D", "AttnUpBlock2D")
 
+# Sharing trades one convolution per resnet for a few more, smaller ops. When the decoder's input is small (fewer
+# than about this many values in the full-resolution skip, batch × C_0 × H × W), those extra ops cost more than the
+# FLOPs saved. One asymmetric step on this 2-core CPU, plain batch of 2 / shared:
+#   toy DDPM (C_0 = 32, 32²)   batch 1: 18.8 / 20.2 ms (traced)   batch 4: 44.0 / 44.9   batch 8: 91.2 / 85.0
+#                              batch 64: 804 / 669 ms
+#   CelebA-HQ U-Net (C_0 = 128), batch 1: 64² 1.70 / 1.53 plain steps, 256² 1.73 / 1.51 (benchmarks/)
+MIN_SKIP_VALUES = 8 * 32 * 32 * 32  # the toy DDPM at batch 8
+
 
 def _resnet_ok(resnet: torch.nn.Module) -> bool:
     """A ResnetBlock2D without its own up/down sampling, whose first norm is a GroupNorm: one this module replays."""
@@ -50,6 +58,12 @@ def supports(unet) -> bool:
         if not all(_resnet_ok(r) for r in block.resnets):
             return False
     return True
+
+
+def worth_it(enc) -> bool:
+    """Whether this decoder input (an hspace.Encoded) is large enough for sharing to pay (MIN_SKIP_VALUES)."""
+    # conv_in's output, the full-resolution skip       (B, C_0, H, W)
+    return enc.res_samples[0].numel() >= MIN_SKIP_VALUES
 
 
 def _twice(shared: torch.Tensor, per_pass: torch.Tensor) -> torch.Tensor:

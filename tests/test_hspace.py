@@ -124,7 +124,7 @@ def test_temb_is_the_embedding_the_resnets_see(case):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("batched, share_skips", [(True, True), (True, False), (False, False)])
+@pytest.mark.parametrize("batched, share_skips", [(True, True), (True, False), (True, None), (False, False)])
 def test_asymmetric_eps_matches_two_full_passes(case, batched, share_skips):
     name, unet, x, t, labels = case
     h_shape, temb_dim = hspace.h_shape(unet), hspace.temb_dim(unet)
@@ -143,6 +143,17 @@ def test_shared_skips_cover_every_plain_up_block(case):
     name, unet, *_ = case
     # NCSN++'s skip blocks carry an image branch this path does not replay: they decode as one plain 2B batch
     assert shared_skips.supports(unet) == (name != "skip_fourier")
+
+
+def test_skips_are_shared_by_default_only_where_it_pays(monkeypatch):
+    unet = _unet(CONFIGS["toy"])  # 32 channels at 16²: the skip of 32 images holds 2^18 values, that of 31 fewer
+    calls = []
+    monkeypatch.setattr(shared_skips, "decode_pair", lambda unet, enc, h_edit: calls.append(len(enc.h)) or
+                        torch.zeros(2 * len(enc.h), 3, 16, 16))
+    with torch.no_grad():
+        for batch in (31, 32):
+            hspace.asymmetric_eps(unet, torch.randn(batch, 3, 16, 16), 500, torch.ones(1, *hspace.h_shape(unet)))
+    assert calls == [32] and shared_skips.MIN_SKIP_VALUES == 32 * 32 * 16 * 16
 
 
 @torch.no_grad()
@@ -168,7 +179,7 @@ def test_shared_skips_match_the_plain_decoder_when_groups_straddle_the_concat(mo
 def test_shared_skips_pass_gradients_to_f_t(toy):
     unet, x = toy
     f_t = _random_f_t(*hspace.h_shape(unet)[:1], hspace.temb_dim(unet)).requires_grad_(True)
-    _, eps_edit, _ = hspace.asymmetric_eps(unet, x, 500, f_t)
+    _, eps_edit, _ = hspace.asymmetric_eps(unet, x, 500, f_t, share_skips=True)
     _, ref_edit = hspace.two_pass_eps(unet, x, 500, f_t)
     grad = torch.autograd.grad(eps_edit.square().sum(), f_t.conv2.weight)[0]
     ref = torch.autograd.grad(ref_edit.square().sum(), f_t.conv2.weight)[0]
