@@ -67,7 +67,7 @@ is_toy = world.name == "toy"
 unet, schedule = world.unet, world.schedule
 edit_a, edit_b = world.live_edits()[:2]  # toy: smiling, glasses; real: smiling, makeup
 judge = world.judge((edit_a, edit_b))  # the evaluation network (toy) or CLIP along ΔT (real)
-n_faces = steps(32, 4) if is_toy else steps(4, 2)  # faces measured in sections 3 and 4
+n_faces = steps(24, 4) if is_toy else steps(4, 2)  # faces measured in sections 3 and 4 (64: `asyrp-edu hspace`)
 cache = tempfile.mkdtemp()
 # Estimated, not measured on a T4 (see the end): about 4,400 image passes of the 256² U-Net at 0.5 TFLOP each
 # (benchmarks/real_unet_flops.py), and a T4 does roughly 4–5 TFLOP/s in float32.
@@ -134,7 +134,7 @@ for edit in (edit_a, edit_b):
 
 # %% [markdown]
 # ## 3 · Linearity, measured
-# For 32 held-out faces, the evaluation network reads the edited attribute at each scale. If h-space is linear, the
+# For 24 held-out faces, the evaluation network reads the edited attribute at each scale. If h-space is linear, the
 # mean change grows in proportion to the scale: Pearson r close to 1 (the bar is 0.98). The full measurement on 64
 # faces and four editors is `asyrp-edu hspace` (about 14 minutes; its numbers are in the README). In the real world
 # CLIP reads 4 of the model's own samples instead (fewer faces: each costs seconds on a T4).
