@@ -161,6 +161,12 @@ def decode(unet, enc: Encoded, delta_h: DeltaH = None) -> torch.Tensor:
             sample, skip_sample = block(sample, res, enc.emb, skip_sample)
         else:
             sample = block(sample, res, enc.emb)
+    return _output_head(unet, sample, enc.timesteps, skip_sample)
+
+
+def _output_head(unet, sample: torch.Tensor, timesteps: torch.Tensor, skip_sample: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """The last layers after the up blocks: GroupNorm, SiLU, conv_out (+ the skip branch, ÷ σ for Fourier models)."""
     # ε = conv_out(SiLU(GroupNorm(sample)))     (B, C_out, H, W)
     sample = unet.conv_out(unet.conv_act(unet.conv_norm_out(sample)))
     if skip_sample is not None:
@@ -168,8 +174,16 @@ def decode(unet, enc: Encoded, delta_h: DeltaH = None) -> torch.Tensor:
         sample = sample + skip_sample
     if unet.config.time_embedding_type == "fourier":
         # score models output ε / σ: divide by t (here σ)      (B, C_out, H, W)
-        sample = sample / enc.timesteps.reshape(-1, *([1] * (sample.ndim - 1)))
+        sample = sample / timesteps.reshape(-1, *([1] * (sample.ndim - 1)))
     return sample
+
+
+def decode_pair(unet, enc: Encoded, h_edit: torch.Tensor) -> torch.Tensor:
+    """[ε_θ(x_t) ; ε_θ(x_t | Δh_t)] (2B, C_out, H, W): both decoder passes, the skips' share computed once."""
+    if getattr(unet, "is_traced", False):  # a traced_unet.TracedUNet: this same function, replayed as a graph
+        return unet.decode_pair(enc, h_edit)
+    sample = shared_skips.up_blocks_pair(unet, enc, h_edit)  # (2B, C_0, H, W)
+    return _output_head(unet, sample, torch.cat([enc.timesteps, enc.timesteps]))
 
 
 def asymmetric_eps(
@@ -193,9 +207,9 @@ def asymmetric_eps(
         return eps, eps, enc.h
     if not batched:
         return decode(unet, enc), decode(unet, enc, dh), enc.h
-    if share_skips is not False and shared_skips.supports(unet) and (share_skips or shared_skips.worth_it(enc)):
+    if share_skips is not False and (share_skips or shared_skips.worth_it(enc)) and shared_skips.supports(unet):
         # [ε_θ(x_t) ; ε_θ(x_t | Δh_t)], the skips' share of each up-block resnet computed once    (2B, C_out, H, W)
-        eps, eps_edit = shared_skips.decode_pair(unet, enc, enc.h + dh).chunk(2)
+        eps, eps_edit = decode_pair(unet, enc, enc.h + dh).chunk(2)
         return eps, eps_edit, enc.h
     # [h_t ; h_t + Δh_t] with the skips and temb repeated: one decoder pass      (2B, C_h, H_h, W_h)
     both = replace(enc.repeat(2), h=torch.cat([enc.h, enc.h + dh.expand_as(enc.h)]))

@@ -17,8 +17,9 @@ For the CelebA-HQ 256² U-Net this shares 102 of the decoder's 362 GFLOP: one as
 497 + 362 − 102 GFLOP, 1.52 plain steps instead of 1.73 (`benchmarks/asymmetric_step_cost.py`). The result equals
 two full forward passes up to float rounding (the sums are taken in another order).
 
-Up blocks of other kinds (NCSN++'s skip blocks, FreeU) are not split: `supports(unet)` says False and
-`hspace.asymmetric_eps` decodes [h_t ; h_t + Δh_t] as one plain batch of 2B instead.
+`hspace.decode_pair` runs these up blocks and the model's output head. Up blocks of other kinds (NCSN++'s skip
+blocks, FreeU) are not split: `supports(unet)` says False and `hspace.asymmetric_eps` decodes [h_t ; h_t + Δh_t] as
+one plain batch of 2B instead.
 """
 from __future__ import annotations
 
@@ -123,10 +124,8 @@ def resnet_pair(resnet, a: torch.Tensor, s: torch.Tensor, emb2: torch.Tensor) ->
     return shortcut.add_(x).div_(resnet.output_scale_factor)
 
 
-def decode_pair(unet, enc, h_edit: torch.Tensor) -> torch.Tensor:
-    """[ε_θ(x_t) ; ε_θ(x_t | Δh_t)] (2B, C_out, H, W) from enc (an hspace.Encoded) and h_edit = h_t + Δh_t."""
-    if getattr(unet, "is_traced", False):  # a traced_unet.TracedUNet: this same function, replayed as a graph
-        return unet.decode_pair(enc, h_edit)
+def up_blocks_pair(unet, enc, h_edit: torch.Tensor) -> torch.Tensor:
+    """The up blocks on [h_t ; h_t + Δh_t] with shared skips: (2B, C_0, H, W), for hspace.decode_pair's output head."""
     # the two bottlenecks, one after the other: [h_t ; h_t + Δh_t]       (2B, C_h, H_h, W_h)
     sample = torch.cat([enc.h, h_edit.expand_as(enc.h)])
     emb2 = torch.cat([enc.emb, enc.emb])  # (2B, temb_dim)
@@ -141,9 +140,4 @@ def decode_pair(unet, enc, h_edit: torch.Tensor) -> torch.Tensor:
         for upsampler in block.upsamplers or []:
             resnet_up = getattr(block, "upsample_type", "conv") == "resnet"
             sample = upsampler(sample, temb=emb2) if resnet_up else upsampler(sample)
-    # ε = conv_out(SiLU(GroupNorm(sample)))     (2B, C_out, H, W)
-    sample = unet.conv_out(unet.conv_act(unet.conv_norm_out(sample)))
-    if unet.config.time_embedding_type == "fourier":
-        # score models output ε / σ: divide by t (here σ)
-        sample = sample / torch.cat([enc.timesteps] * 2).reshape(-1, *([1] * (sample.ndim - 1)))
     return sample

@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from . import hspace, shared_skips
+from . import hspace
 
 
 class _EncoderHalf(torch.nn.Module):
@@ -46,7 +46,7 @@ class _DecoderHalf(torch.nn.Module):
 
 
 class _DecoderPair(torch.nn.Module):
-    """shared_skips.decode_pair as a module of tensors: (h_t, h_t + Δh_t, skips, temb, t) → [ε ; ε_edit]."""
+    """hspace.decode_pair as a module of tensors: (h_t, h_t + Δh_t, skips, temb, t) → [ε ; ε_edit]."""
 
     def __init__(self, unet: torch.nn.Module):
         super().__init__()
@@ -54,7 +54,7 @@ class _DecoderPair(torch.nn.Module):
 
     def forward(self, h: torch.Tensor, h_edit: torch.Tensor, res_samples: tuple[torch.Tensor, ...],
                 emb: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-        return shared_skips.decode_pair(self.unet, hspace.Encoded(h, res_samples, emb, timesteps), h_edit)
+        return hspace.decode_pair(self.unet, hspace.Encoded(h, res_samples, emb, timesteps), h_edit)
 
 
 class _FullPass(torch.nn.Module):
@@ -109,7 +109,7 @@ class TracedUNet:
         return self._run("decode", h, tuple(enc.res_samples), enc.emb, enc.timesteps)
 
     def decode_pair(self, enc: hspace.Encoded, h_edit: torch.Tensor) -> torch.Tensor:
-        """shared_skips.decode_pair, traced: [ε_θ(x_t) ; ε_θ(x_t | Δh_t)] (2B, C_out, H, W)."""
+        """hspace.decode_pair, traced: [ε_θ(x_t) ; ε_θ(x_t | Δh_t)] (2B, C_out, H, W)."""
         # h_edit as it is (e.g. channels-last like h_t): another memory layout would round the convolutions otherwise
         skips = tuple(enc.res_samples)
         return self._run("decode_pair", enc.h, h_edit.expand_as(enc.h), skips, enc.emb, enc.timesteps)

@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from asyrp_edu import hspace, shared_skips
+from asyrp_edu import hspace
 from asyrp_edu.ddim import Schedule, ddim_step
 from asyrp_edu.delta_block import DeltaBlock
 from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG
@@ -56,7 +56,7 @@ def flop_ratio(size: int) -> tuple[float, float, float]:
         x = torch.empty(1, 3, size, size)
         enc = hspace.encode(unet, x, 500)
         return (flops(lambda: hspace.encode(unet, x, 500)) / 1e9, flops(lambda: hspace.decode(unet, enc)) / 1e9,
-                flops(lambda: shared_skips.decode_pair(unet, enc, enc.h)) / 1e9)
+                flops(lambda: hspace.decode_pair(unet, enc, enc.h)) / 1e9)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from collections import defaultdict
 
 import torch
 
-from asyrp_edu import hspace, shared_skips, widgets
+from asyrp_edu import hspace, widgets
 from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.traced_unet import TracedUNet
 
@@ -69,7 +69,7 @@ def main() -> None:
     # where the time goes: the traced renders once more, with a timer around each stage
     stages = [("encoder + mid block (edited steps)", hspace, "encode"),
               ("decoder ×2 (edited steps)", hspace, "decode"),  # a model whose skips cannot be shared
-              ("decoder ×2, skips shared (edited steps)", shared_skips, "decode_pair")]
+              ("decoder ×2, skips shared (edited steps)", hspace, "decode_pair")]
     for name, module, function in stages:
         setattr(module, function, timed(name, getattr(module, function)))
     TracedUNet.__call__ = timed("full U-Net (unedited steps)", TracedUNet.__call__)

@@ -148,7 +148,7 @@ def test_shared_skips_cover_every_plain_up_block(case):
 def test_skips_are_shared_by_default_only_where_it_pays(monkeypatch):
     unet = _unet(CONFIGS["toy"])  # 32 channels at 16²: the skip of 32 images holds 2^18 values, that of 31 fewer
     calls = []
-    monkeypatch.setattr(shared_skips, "decode_pair", lambda unet, enc, h_edit: calls.append(len(enc.h)) or
+    monkeypatch.setattr(hspace, "decode_pair", lambda unet, enc, h_edit: calls.append(len(enc.h)) or
                         torch.zeros(2 * len(enc.h), 3, 16, 16))
     with torch.no_grad():
         for batch in (31, 32):
@@ -170,7 +170,7 @@ def test_shared_skips_match_the_plain_decoder_when_groups_straddle_the_concat(mo
     x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(6))
     enc = hspace.encode(unet, x, torch.tensor([5, 400, 990]))
     h_edit = enc.h + torch.randn_like(enc.h)
-    eps, eps_edit = shared_skips.decode_pair(unet, enc, h_edit).chunk(2)
+    eps, eps_edit = hspace.decode_pair(unet, enc, h_edit).chunk(2)
     assert any(c_a % per_group for c_a, per_group in splits)  # a straddling group really was met
     assert_close(eps, hspace.decode(unet, enc), **TOL)
     assert_close(eps_edit, hspace.decode(unet, enc, h_edit - enc.h), **TOL)
