@@ -87,17 +87,29 @@ def _cmd_measure(args: argparse.Namespace) -> None:
 def _cmd_intervals(args: argparse.Namespace) -> None:
     from .intervals import DistanceTable, reference_table, t_boost_from_table, t_edit_from_table
 
+    if args.text_cosine is None and not (args.source and args.target):
+        raise SystemExit("give --text-cosine, or both --source and --target prompts")
+    if args.world and (args.edit_table or args.boost_table):
+        raise SystemExit("--world measures its own tables; drop --edit-table/--boost-table, or drop --world")
+    world = None
+    if args.world:  # measure the model's own tables (progress bar), cached in --cache-dir for the next call
+        from .world import load_world
+
+        world = load_world(args.world)
+        edit, boost = world.measure_tables(n=args.n, stride=args.stride, cache_dir=args.cache_dir)
+        print(f"{world.name}: distance tables on {args.n} images, every {args.stride}th t (cached in "
+              f"{args.cache_dir})")
+    else:
+        edit = DistanceTable.read(args.edit_table) if args.edit_table else reference_table(args.dataset, "x0_t")
+        boost = DistanceTable.read(args.boost_table) if args.boost_table else reference_table(args.dataset, "x")
     if args.text_cosine is None:
-        if not (args.source and args.target):
-            raise SystemExit("give --text-cosine, or both --source and --target prompts")
         from .losses import text_direction
         from .tiny_clip import load_tiny_clip
 
-        _, cosine = text_direction(load_tiny_clip().encode_text, args.source, args.target)
+        clip = world.clip if world is not None else load_tiny_clip()
+        _, cosine = text_direction(clip.encode_text, args.source, args.target)
     else:
         cosine = args.text_cosine
-    edit = DistanceTable.read(args.edit_table) if args.edit_table else reference_table(args.dataset, "x0_t")
-    boost = DistanceTable.read(args.boost_table) if args.boost_table else reference_table(args.dataset, "x")
     t_edit, t_boost = t_edit_from_table(edit, cosine), t_boost_from_table(boost)
     print(f"text cosine {cosine:.3f}: t_edit = {t_edit}, t_boost = {t_boost}")
 
@@ -131,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-cosine", type=float, help="cos(E_T(source), E_T(target)); or give the two prompts")
     p.add_argument("--source")
     p.add_argument("--target")
+    p.add_argument("--world", help="measure this model's own tables instead: toy (the toy distance), a real world "
+                                   "name or model folder (LPIPS on the model's samples)")
+    p.add_argument("--n", type=int, default=16, help="--world: images to measure on")
+    p.add_argument("--stride", type=int, default=10, help="--world: measure every stride-th t")
+    p.add_argument("--cache-dir", default="runs/cache", help="--world: where measured tables are kept")
     p.set_defaults(func=_cmd_intervals)
 
     p = sub.add_parser("train-ddpm", help="train the toy DDPM (resumable; EMA weights as safetensors)")

@@ -7,6 +7,7 @@ Tables map t to a mean distance; the authors' CelebA-HQ/AFHQ/LSUN tables ship in
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -112,6 +113,10 @@ def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule
                    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = toy_perceptual_distance,
                    stride: int = 10, seed: int = 0, progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
     """Mean distance(x0, P_t) and distance(x0, x_t) over images for t = stride, 2·stride, …, T−1."""
+    if not 1 <= stride < schedule.T:
+        raise ValueError(f"stride={stride} must lie in [1, {schedule.T - 1}] (10 matches the authors' tables)")
+    if images.shape[0] < 1:
+        raise ValueError("the distance tables need at least one image (n ≥ 1)")
     g = torch.Generator().manual_seed(seed)
     ts = list(range(stride, schedule.T, stride))
     d_p, d_x = [], []
@@ -123,6 +128,28 @@ def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule
         d_p.append(float(distance(images, P_t.clamp(-1, 1)).mean()))
         d_x.append(float(distance(images, x_t).mean()))
     return DistanceTable(ts, d_p), DistanceTable(ts, d_x)
+
+
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B, C, H, W) × 2 -> (B,)
+
+
+def cached_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule, cache_dir: str | Path,
+                  model_key: str, distance: Distance = toy_perceptual_distance, distance_name: str = "toy",
+                  stride: int = 10, seed: int = 0,
+                  progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
+    """`compute_tables`, read back from cache_dir when the same model, images, distance, stride and seed were measured
+    before. model_key names the model (e.g. `unet_fingerprint`); the two tables are TSVs in the authors' format,
+    each written atomically, and only a pair of both counts as cached."""
+    key = hashlib.sha256(f"{model_key}|{distance_name}|stride={stride}|seed={seed}".encode())
+    key.update(images.detach().float().cpu().numpy().tobytes())
+    stem = f"distance_{key.hexdigest()[:20]}"
+    p_path, x_path = Path(cache_dir) / f"{stem}_x0_t.tsv", Path(cache_dir) / f"{stem}_x.tsv"
+    if p_path.is_file() and x_path.is_file():
+        return DistanceTable.read(p_path), DistanceTable.read(x_path)
+    p_table, x_table = compute_tables(eps_model, images, schedule, distance, stride, seed, progress)
+    p_table.write(p_path)
+    x_table.write(x_path)
+    return p_table, x_table
 
 
 # toy_perceptual_distance × this ≈ LPIPS: fitted by `calibration_scale` on the shipped toy DDPM (tests re-fit it)
@@ -144,14 +171,23 @@ def calibration_scale(toy_table: DistanceTable, reference: DistanceTable, t_max:
 
 
 def toy_tables(unet, schedule: Schedule, n: int = 32, stride: int = 10, seed: int = 0, scale: float | None = None,
-               progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
-    """The toy model's (P_t, x_t) distance tables on n held-out faces, on LPIPS's scale (× TOY_DISTANCE_SCALE)."""
+               progress: bool = True, cache_dir: str | Path | None = None) -> tuple[DistanceTable, DistanceTable]:
+    """The toy model's (P_t, x_t) distance tables on n held-out faces, on LPIPS's scale (× TOY_DISTANCE_SCALE).
+
+    cache_dir: keep them there (`cached_tables`), keyed by the model's weights, and read them back next time."""
     from . import toy
     from .ddim import unet_noise_model
+    from .train_asyrp import unet_fingerprint
 
     images, _ = toy.sample(n, seed=seed, heldout=True, size=unet.config.sample_size)
+    images = images.to(next(unet.parameters()).device)
     c = TOY_DISTANCE_SCALE if scale is None else scale
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return c * toy_perceptual_distance(a, b)
+
     with torch.no_grad():
-        d_p, d_x = compute_tables(unet_noise_model(unet), images.to(next(unet.parameters()).device), schedule,
-                                  lambda a, b: c * toy_perceptual_distance(a, b), stride, seed, progress)
-    return d_p, d_x
+        if cache_dir is None:
+            return compute_tables(unet_noise_model(unet), images, schedule, distance, stride, seed, progress)
+        return cached_tables(unet_noise_model(unet), images, schedule, cache_dir, unet_fingerprint(unet), distance,
+                             f"toy_perceptual_distance*{c!r}", stride, seed, progress)

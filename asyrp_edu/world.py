@@ -56,6 +56,30 @@ class World:
             self.edit_table, self.boost_table = self.make_tables()
         return self.edit_table, self.boost_table
 
+    def measure_tables(self, n: int = 16, stride: int = 10, cache_dir: str | Path = "runs/cache",
+                       progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
+        """Measure this model's own (edit, boost) tables on n images and use them from now on (cached in cache_dir):
+        the toy distance on held-out faces (toy world), LPIPS on the model's own samples (real worlds)."""
+        if self.name == TOY:
+            from .intervals import toy_tables
+
+            tables = toy_tables(self.unet, self.schedule, n=n, stride=stride, progress=progress, cache_dir=cache_dir)
+        else:
+            from .ddim import unet_noise_model
+            from .intervals import cached_tables
+            from .registry import load_lpips
+            from .train_asyrp import unet_fingerprint
+
+            lpips = load_lpips("alex", self.device)  # fails fast, saying how to get its weights, when offline
+
+            def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                return lpips(a, b).flatten()  # (B, 1, 1, 1) -> (B,)
+
+            tables = cached_tables(unet_noise_model(self.unet), self.images(n), self.schedule, cache_dir,
+                                   unet_fingerprint(self.unet), distance, "lpips-alex", stride, progress=progress)
+        self.edit_table, self.boost_table = tables
+        return tables
+
     @property
     def image_size(self) -> int:
         """Side of the model's square images."""
@@ -152,9 +176,11 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
         from .tiny_clip import load_tiny_clip
 
         unet, schedule = load_toy_ddpm(device=device)
-        # measured for the toy DDPM when first needed (16 faces, every 10th t), not by the notebooks that never ask
+        # measured for the toy DDPM when first needed (16 faces, every 10th t; kept in runs/cache), not by the
+        # notebooks that never ask
         return World(TOY, unet, schedule, load_tiny_clip(device=device), device,
-                     make_tables=lambda: toy_tables(unet, schedule, n=16, stride=10, progress=False),
+                     make_tables=lambda: toy_tables(unet, schedule, n=16, stride=10, progress=False,
+                                                    cache_dir="runs/cache"),
                      inversion_iters=INVERSION_FIXED_POINT_ITERS)
     from .registry import DDPMS, load_clip, load_ddpm
 

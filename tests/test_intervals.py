@@ -84,3 +84,85 @@ def test_toy_distance_is_calibrated_to_the_authors_lpips_curve():
     reference = dict(zip(*[reference_table("celeba", "x0_t").t, reference_table("celeba", "x0_t").distance]))
     gaps = [abs(d - reference[t]) for t, d in zip(calibrated.t, calibrated.distance) if 200 <= t <= 700]
     assert max(gaps) < 0.25, gaps  # the same curve, within LPIPS's own spread across datasets
+
+
+class _CountingEps:
+    """A zero ε-predictor that counts its calls, to tell a cache hit from a new measurement."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return torch.zeros_like(x)
+
+
+def test_tables_are_cached_per_model_and_read_back_exactly(tmp_path):
+    from asyrp_edu import toy
+    from asyrp_edu.intervals import cached_tables
+
+    schedule, images = Schedule.linear(), toy.sample(4, seed=0, heldout=True)[0]
+    eps = _CountingEps()
+    first = cached_tables(eps, images, schedule, tmp_path, "model-a", stride=100, progress=False)
+    assert eps.calls == 9 and len(list(tmp_path.glob("*.tsv"))) == 2  # t = 100 … 900; the authors' two-file format
+    again = cached_tables(eps, images, schedule, tmp_path, "model-a", stride=100, progress=False)
+    assert eps.calls == 9 and again == first  # read back bit for bit, no model call
+    cached_tables(eps, images, schedule, tmp_path, "model-b", stride=100, progress=False)
+    assert eps.calls == 18  # another model is measured anew
+    cached_tables(eps, images[:2], schedule, tmp_path, "model-a", stride=100, progress=False)
+    assert eps.calls == 27  # so are other images
+
+
+def test_half_a_cached_pair_is_measured_again(tmp_path):
+    from asyrp_edu import toy
+    from asyrp_edu.intervals import cached_tables
+
+    schedule, images, eps = Schedule.linear(), toy.sample(4, seed=0, heldout=True)[0], _CountingEps()
+    cached_tables(eps, images, schedule, tmp_path, "m", stride=100, progress=False)
+    next(tmp_path.glob("*_x.tsv")).unlink()  # as if interrupted between the two atomic writes
+    cached_tables(eps, images, schedule, tmp_path, "m", stride=100, progress=False)
+    assert eps.calls == 18 and len(list(tmp_path.glob("*.tsv"))) == 2
+
+
+def test_bad_stride_or_no_images_are_clear_errors():
+    schedule, images = Schedule.linear(), torch.zeros(2, 3, 8, 8)
+    for stride in (0, 1000):
+        with pytest.raises(ValueError, match="stride"):
+            compute_tables(_CountingEps(), images, schedule, stride=stride, progress=False)
+    with pytest.raises(ValueError, match="at least one image"):
+        compute_tables(_CountingEps(), images[:0], schedule, stride=100, progress=False)
+
+
+def test_a_real_world_measures_its_own_tables_with_lpips(tmp_path, monkeypatch):
+    """A model folder outside the paper's datasets: LPIPS on its own samples, cached (LPIPS faked: offline)."""
+    from asyrp_edu import registry, world
+    from asyrp_edu.models import CELEBA_HQ_LAYOUT_SMALL, build_unet
+    from asyrp_edu.tiny_clip import load_tiny_clip
+
+    build_unet(CELEBA_HQ_LAYOUT_SMALL).save_pretrained(tmp_path / "model" / "unet")
+    monkeypatch.setattr(registry, "load_clip", lambda name, device: load_tiny_clip())
+    asked = []
+
+    def fake_lpips(net, device):
+        asked.append(net)
+        return lambda a, b: (a - b).abs().mean(dim=(1, 2, 3), keepdim=True)  # LPIPS's (B, 1, 1, 1)
+
+    monkeypatch.setattr(registry, "load_lpips", fake_lpips)
+    w = world.load_world(str(tmp_path / "model"), device="cpu")
+    w.num_steps = 4  # the samples it measures on
+    edit, boost = w.measure_tables(n=2, stride=100, cache_dir=tmp_path / "cache", progress=False)
+    assert asked == ["alex"] and w.tables() == (edit, boost) and edit.t == list(range(100, 1000, 100))
+    assert len(list((tmp_path / "cache").glob("distance_*.tsv"))) == 2
+    assert edit != reference_table("celeba", "x0_t")  # no longer the authors' CelebA-HQ table
+
+
+def test_cli_measures_a_worlds_tables(capsys, tmp_path):
+    from asyrp_edu.cli import main
+
+    main(["intervals", "--world", "toy", "--n", "2", "--stride", "100", "--cache-dir", str(tmp_path),
+          "--text-cosine", "0.4"])
+    out = capsys.readouterr().out
+    assert "toy: distance tables on 2 images" in out and "t_edit = " in out
+    assert len(list(tmp_path.glob("distance_*.tsv"))) == 2
+    with pytest.raises(SystemExit, match="drop --edit-table"):
+        main(["intervals", "--world", "toy", "--edit-table", "x.tsv", "--text-cosine", "0.4"])
