@@ -1,7 +1,7 @@
 """Edits measured against ground truth in the toy world: the evaluation network reads what an editor changed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -79,10 +79,11 @@ class EditReport:
     s_dir: float  # mean cos(ΔI, ΔT), a similarity: higher is better
     reconstruction_mse: float  # unedited inversion + reconstruction
     symmetric_change: float | None = None  # the same editor with Δh in P_t and D_t
+    edited: torch.Tensor | None = field(default=None, repr=False, compare=False)  # (n, 3, H, W), for showing
 
     def as_dict(self) -> dict:
-        """A JSON-ready dict."""
-        return dict(self.__dict__)
+        """A JSON-ready dict (the numbers, without the edited images)."""
+        return {k: v for k, v in self.__dict__.items() if k != "edited"}
 
 
 @torch.no_grad()
@@ -120,7 +121,7 @@ def evaluate_editor(unet, schedule: Schedule, editor, judge, clip, edit: str, x_
     s_dir = float(F.cosine_similarity(delta_I, delta_T.expand_as(delta_I), dim=-1).mean())
     report = EditReport(edit, len(x_T), success, float(change.mean()), leakage,
                         float((after["glasses"] != before["glasses"]).float().mean()) if name != "glasses" else 0.0,
-                        s_dir, float((recon - originals).pow(2).mean()))
+                        s_dir, float((recon - originals).pow(2).mean()), edited=edited)
     if with_symmetric:
         sym = to_image(generate_edited(unet, x_T, schedule, editor, intervals, num_steps, symmetric=True)).clamp(-1, 1)
         report.symmetric_change = float((judge(sym)[name] - before[name]).mean()) if name != "alien" else \

@@ -93,7 +93,7 @@ if is_toy:  # one bright cell per row: each text direction moves only its own at
     cosines = torch.tensor([[table[m][TOY_EDITS[e]["attribute"]] for m in moves] for e in edits])
     text_cos = {e: text_direction(clip.encode_text, TOY_EDITS[e]["source"], TOY_EDITS[e]["target"])[1] for e in edits}
     fig, ax = plt.subplots(figsize=(5.5, 2.8))
-    im = ax.imshow(cosines, cmap="RdBu_r", vmin=-1, vmax=1)
+    im = ax.imshow(cosines.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(len(moves)), list(moves), rotation=30)
     ax.set_yticks(range(len(edits)), [f"{e}  (λ_recon={default_lambda_recon(text_cos[e]):.2f})" for e in edits])
     for (i, j), v in zip(((i, j) for i in range(len(edits)) for j in range(len(moves))), cosines.flatten()):
@@ -198,7 +198,7 @@ if is_toy:  # measured against the generator's ground truth
         reports[edit] = evaluate_editor(unet, schedule, editor, judge, clip, edit, eval_x_T, eval_faces,
                                         Intervals(cfg.t_edit), n_steps, with_symmetric=edit in ("smiling", "glasses"),
                                         reconstruction=recon)
-        rows.append(generate_edited(unet, eval_x_T[:8], schedule, editor, Intervals(cfg.t_edit), n_steps))
+        rows.append(reports[edit].edited[:8])  # the first 8 of the judged images
         titles.append(edit)
     image_grid(rows, row_titles=titles, title="shipped editors on held-out faces");
 

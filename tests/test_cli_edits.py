@@ -100,6 +100,11 @@ def test_a_shared_reconstruction_gives_the_same_report():
     assert shared.reconstruction_mse == pytest.approx(alone.reconstruction_mse)
     other = evaluate_editor(*args, with_symmetric=False, reconstruction=faces)  # a wrong one is really used
     assert other.reconstruction_mse == 0 != alone.reconstruction_mse
+    # the judged images come back for showing (notebook 04 shows them instead of generating them again), not in JSON
+    from asyrp_edu.editing import generate_edited
+
+    assert torch.equal(alone.edited, generate_edited(unet, x_T, schedule, editor, Intervals(500), 5).clamp(-1, 1))
+    assert "edited" not in alone.as_dict() and "edited" not in repr(alone)
 
 
 def test_alien_success_needs_a_green_face_on_an_intact_image():
