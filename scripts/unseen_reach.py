@@ -3,8 +3,9 @@
 The `alien` editor never reaches green skin (README, "Known shortfalls"). This asks whether that is about green or
 about anything new. Each candidate is a rendered change of the same faces: two seen attributes for calibration
 (glasses on, a smile), new colours the toy DDPM never saw in training (green skin, red glasses), new shapes (closed
-eyes, a beard, one eye), and seen attributes pushed past their training range (eyes twice the largest, mouth
-curvature 2, skin darker than any face). With s = target − face and r = result − reference, per candidate:
+eyes, a beard, one eye), seen attributes pushed past their training range (eyes twice the largest, mouth
+curvature 2, skin darker than any face), and new styles of the whole picture (dim light, greyscale, sepia).
+With s = target − face and r = result − reference, per candidate:
 
 - prior: the share of the way, <r, s> / |s|², when the rendered target is noised to t_edit and denoised by 40-step
   DDIM (SDEdit), with the face treated alike (same noise) as the reference;
@@ -20,7 +21,7 @@ curvature 2, skin darker than any face). With s = target − face and r = result
 
 Means are over the faces a candidate changes. Usage:
     python scripts/unseen_reach.py [--t-edit 400] [--only NAME,NAME] [--out runs/unseen_reach.png]
-(about 12 minutes on 2 cores; prints a table and saves targets and oracle results as a grid).
+(about 16 minutes on 2 cores; prints a table and saves targets and oracle results as a grid).
 """
 from __future__ import annotations
 
@@ -112,6 +113,24 @@ def beard(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
     return _paint(images, face * (y > 0.28).float(), toy._lerp(toy.DARK_HAIR, toy.BLONDE_HAIR, attrs["hair_color"]))
 
 
+def dim_light(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
+    """The whole picture at half brightness (every training image is lit alike)."""
+    return (images + 1) * 0.5 - 1
+
+
+def greyscale(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
+    """The whole picture without colour: each pixel's luma in all three channels."""
+    luma = (0.299 * images[:, 0] + 0.587 * images[:, 1] + 0.114 * images[:, 2]).unsqueeze(1)  # (B, 1, S, S)
+    return luma.expand_as(images).clone()
+
+
+def sepia(attrs: Attributes, images: torch.Tensor) -> torch.Tensor:
+    """The whole picture in the brown tones of an old photograph."""
+    rgb = (images + 1) / 2  # [0, 1]
+    m = torch.tensor([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]])
+    return (torch.einsum("oc,bchw->bohw", m, rgb).clamp(0, 1) * 2 - 1).contiguous()
+
+
 def rendered(**values: float) -> Callable[[Attributes, torch.Tensor], torch.Tensor]:
     """A candidate drawn by toy.render itself with some fields set to values."""
     return lambda attrs, images: toy.render({**attrs, **{k: torch.full_like(attrs["mouth"], v)
@@ -130,6 +149,9 @@ CANDIDATES = {
     "eyes twice the largest": ("past the range", rendered(eye_size=2.0), "eye_size"),
     "mouth curvature 2": ("past the range", rendered(mouth=2.0), "mouth"),
     "skin tone 1.6": ("past the range", rendered(skin_tone=1.6), "skin_tone"),
+    "dim light": ("new style", dim_light, None),
+    "greyscale": ("new style", greyscale, None),
+    "sepia photo": ("new style", sepia, None),
 }
 
 

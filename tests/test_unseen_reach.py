@@ -48,3 +48,14 @@ def test_share_and_aim_of_known_changes():
     assert unseen_reach.share_and_aim(faces, faces, target, faces)[0] == 0.0
     away = faces - (target - faces)
     assert unseen_reach.share_and_aim(away, faces, target, faces) == pytest.approx((-1.0, -1.0), abs=1e-5)
+
+
+def test_the_new_styles_change_the_whole_picture_as_named():
+    attrs, faces = _faces()
+    dim = unseen_reach.dim_light(attrs, faces.clone())
+    assert torch.allclose(dim + 1, (faces + 1) / 2)  # half the brightness, in [0, 1] terms
+    grey = unseen_reach.greyscale(attrs, faces.clone())
+    assert torch.equal(grey[:, 0], grey[:, 1]) and torch.equal(grey[:, 1], grey[:, 2])
+    assert (grey - faces).abs().amax() > 0.3  # the toy faces are colourful, so the colour really goes
+    old = unseen_reach.sepia(attrs, faces.clone())
+    assert (old[:, 0] >= old[:, 1]).all() and (old[:, 1] >= old[:, 2]).all()  # brown tones: R ≥ G ≥ B
