@@ -22,6 +22,7 @@ from .models import atomic_write
 EDIT_STRENGTH_FACTOR = 0.33  # LPIPS(x0, P_t) ≥ 0.33 · cos(text) picks t_edit
 BOOST_THRESHOLD = 1.2  # LPIPS(x0, x_t) ≥ 1.2 picks t_boost
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"  # the authors' tables (MIT), shipped with the package
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # two (B, C, H, W) image batches -> (B,)
 
 
 @dataclass
@@ -110,8 +111,8 @@ def toy_perceptual_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule,
-                   distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = toy_perceptual_distance,
-                   stride: int = 10, seed: int = 0, progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
+                   distance: Distance = toy_perceptual_distance, stride: int = 10, seed: int = 0,
+                   progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
     """Mean distance(x0, P_t) and distance(x0, x_t) over images for t = stride, 2·stride, …, T−1."""
     if not 1 <= stride < schedule.T:
         raise ValueError(f"stride={stride} must lie in [1, {schedule.T - 1}] (10 matches the authors' tables)")
@@ -130,22 +131,25 @@ def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule
     return DistanceTable(ts, d_p), DistanceTable(ts, d_x)
 
 
-Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (B, C, H, W) × 2 -> (B,)
-
-
-def cached_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule, cache_dir: str | Path,
-                  model_key: str, distance: Distance = toy_perceptual_distance, distance_name: str = "toy",
-                  stride: int = 10, seed: int = 0,
-                  progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
+def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch.Tensor], schedule: Schedule,
+                  cache_dir: str | Path, model_key: str, distance: Distance = toy_perceptual_distance,
+                  distance_name: str = "toy", stride: int = 10, seed: int = 0, progress: bool = True,
+                  images_key: str | None = None) -> tuple[DistanceTable, DistanceTable]:
     """`compute_tables`, read back from cache_dir when the same model, images, distance, stride and seed were measured
     before. model_key names the model (e.g. `unet_fingerprint`); the two tables are TSVs in the authors' format,
-    each written atomically, and only a pair of both counts as cached."""
+    each written atomically, and only a pair of both counts as cached.
+
+    images_key: names the images instead of their bytes; images may then be a function, called only when measuring
+    (a real model's own samples take minutes to draw)."""
+    if images_key is None and callable(images):
+        raise ValueError("images given as a function need an images_key that names them (e.g. 'samples n=16 seed=0')")
     key = hashlib.sha256(f"{model_key}|{distance_name}|stride={stride}|seed={seed}".encode())
-    key.update(images.detach().float().cpu().numpy().tobytes())
+    key.update(images_key.encode() if images_key is not None else images.detach().float().cpu().numpy().tobytes())
     stem = f"distance_{key.hexdigest()[:20]}"
     p_path, x_path = Path(cache_dir) / f"{stem}_x0_t.tsv", Path(cache_dir) / f"{stem}_x.tsv"
     if p_path.is_file() and x_path.is_file():
         return DistanceTable.read(p_path), DistanceTable.read(x_path)
+    images = images() if callable(images) else images
     p_table, x_table = compute_tables(eps_model, images, schedule, distance, stride, seed, progress)
     p_table.write(p_path)
     x_table.write(x_path)

@@ -75,8 +75,9 @@ class World:
             def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                 return lpips(a, b).flatten()  # (B, 1, 1, 1) -> (B,)
 
-            tables = cached_tables(unet_noise_model(self.unet), self.images(n), self.schedule, cache_dir,
-                                   unet_fingerprint(self.unet), distance, "lpips-alex", stride, progress=progress)
+            tables = cached_tables(unet_noise_model(self.unet), lambda: self.images(n), self.schedule, cache_dir,
+                                   unet_fingerprint(self.unet), distance, "lpips-alex", stride, progress=progress,
+                                   images_key=f"own samples n={n} seed=0 steps={self.num_steps}")
         self.edit_table, self.boost_table = tables
         return tables
 
@@ -171,17 +172,16 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
     device = torch.device(device) if device is not None else default_device()
     if name == TOY:
         from .ddim import INVERSION_FIXED_POINT_ITERS
-        from .intervals import toy_tables
         from .models import load_toy_ddpm
         from .tiny_clip import load_tiny_clip
 
         unet, schedule = load_toy_ddpm(device=device)
+        toy_world = World(TOY, unet, schedule, load_tiny_clip(device=device), device,
+                          inversion_iters=INVERSION_FIXED_POINT_ITERS)
         # measured for the toy DDPM when first needed (16 faces, every 10th t; kept in runs/cache), not by the
         # notebooks that never ask
-        return World(TOY, unet, schedule, load_tiny_clip(device=device), device,
-                     make_tables=lambda: toy_tables(unet, schedule, n=16, stride=10, progress=False,
-                                                    cache_dir="runs/cache"),
-                     inversion_iters=INVERSION_FIXED_POINT_ITERS)
+        toy_world.make_tables = lambda: toy_world.measure_tables(progress=False)
+        return toy_world
     from .registry import DDPMS, load_clip, load_ddpm
 
     unet, schedule = load_ddpm(name, device)

@@ -124,6 +124,23 @@ def test_half_a_cached_pair_is_measured_again(tmp_path):
     assert eps.calls == 18 and len(list(tmp_path.glob("*.tsv"))) == 2
 
 
+def test_images_named_by_a_key_are_drawn_only_when_measuring(tmp_path):
+    from asyrp_edu import toy
+    from asyrp_edu.intervals import cached_tables
+
+    schedule, drawn = Schedule.linear(), []
+
+    def draw():
+        drawn.append(1)
+        return toy.sample(2, seed=0, heldout=True)[0]
+
+    for _ in range(2):
+        cached_tables(_CountingEps(), draw, schedule, tmp_path, "m", stride=100, progress=False, images_key="two")
+    assert drawn == [1]  # the second call is a cache hit and draws nothing
+    with pytest.raises(ValueError, match="images_key"):
+        cached_tables(_CountingEps(), draw, schedule, tmp_path, "m", stride=100, progress=False)
+
+
 def test_bad_stride_or_no_images_are_clear_errors():
     schedule, images = Schedule.linear(), torch.zeros(2, 3, 8, 8)
     for stride in (0, 1000):
