@@ -54,8 +54,25 @@ STARTED_JS = """() => [...document.querySelectorAll('.jp-InputArea-prompt')]
     .some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
 
 
+def accept_kernel_dialog(page, wait_ms: int = 3_000) -> bool:
+    """Click "Select" if JupyterLab asks which kernel to start (it sometimes does even for a notebook that names
+    one), since the dialog blocks every click behind it. True if there was one."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    dialog = page.locator(".jp-Dialog")
+    try:
+        dialog.wait_for(state="visible", timeout=wait_ms)
+    except PlaywrightTimeout:
+        return False
+    print("JupyterLab asked for a kernel; selecting the notebook's own (Python 3)")
+    dialog.get_by_role("button", name="Select").click()
+    dialog.wait_for(state="hidden", timeout=10_000)
+    return True
+
+
 def run_all_cells(page) -> None:
     """Run ▸ Run All Cells, through JupyterLab's menu."""
+    accept_kernel_dialog(page, wait_ms=500)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_text("Run All Cells", exact=True).click()
 
@@ -66,6 +83,7 @@ def move_slider(page, url: str, timeout: float) -> bool:
 
     page.goto(url)
     page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
+    accept_kernel_dialog(page)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
     for attempt in range(3):
         run_all_cells(page)
