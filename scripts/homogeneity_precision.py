@@ -20,7 +20,7 @@ from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.evaluate_edits import TOY_EDITS
 from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.models import load_toy_ddpm
-from asyrp_edu.properties import delta_h_along_trajectory, global_delta_h
+from asyrp_edu.properties import delta_h_along_trajectory, global_delta_h, unedited_judgement
 from asyrp_edu.train_asyrp import cached_inversion, load_editor
 
 
@@ -54,7 +54,7 @@ def per_face_changes(edit: str, sets: int, num_steps: int = 40, n_global: int = 
     for seed in range(sets):
         x_T = cached_inversion(unet, schedule, toy.sample(64, seed=seed, heldout=True)[0], num_steps, cache,
                                progress=False, fixed_point_iters=iters)
-        base = judge(generate_edited(unet, x_T, schedule, None, Intervals(schedule.T - 1), num_steps).clamp(-1, 1))
+        base = unedited_judgement(unet, schedule, judge, x_T, num_steps)
         for name, delta_h in edits.items():
             out = generate_edited(unet, x_T, schedule, delta_h, Intervals(config.t_edit), num_steps).clamp(-1, 1)
             changes[name].append((judge(out)[attribute] - base[attribute]).float())  # (64,)
