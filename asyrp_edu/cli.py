@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -95,7 +96,9 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
     if args.world:  # measure the model's own tables (progress bar), cached in --cache-dir for the next call
         from .world import load_world
 
-        world = load_world(args.world)
+        with warnings.catch_warnings():  # the warning says to measure, which is what this command does
+            warnings.simplefilter("ignore", UserWarning)
+            world = load_world(args.world)
         edit, boost = world.measure_tables(n=args.n, stride=args.stride, cache_dir=args.cache_dir)
         print(f"{world.name}: distance tables on {args.n} images, every {args.stride}th t (cached in "
               f"{args.cache_dir})")

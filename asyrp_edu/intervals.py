@@ -131,6 +131,24 @@ def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule
     return DistanceTable(ts, d_p), DistanceTable(ts, d_x)
 
 
+def _table_paths(cache_dir: str | Path, model_key: str, distance_name: str, stride: int, seed: int,
+                 images: torch.Tensor | None, images_key: str | None) -> tuple[Path, Path]:
+    """Where `cached_tables` keeps one measurement: (P_t table, x_t table), named by a hash of everything it used."""
+    key = hashlib.sha256(f"{model_key}|{distance_name}|stride={stride}|seed={seed}".encode())
+    key.update(images_key.encode() if images_key is not None else images.detach().float().cpu().numpy().tobytes())
+    stem = f"distance_{key.hexdigest()[:20]}"
+    return Path(cache_dir) / f"{stem}_x0_t.tsv", Path(cache_dir) / f"{stem}_x.tsv"
+
+
+def read_cached_tables(cache_dir: str | Path, model_key: str, distance_name: str, images_key: str, stride: int = 10,
+                       seed: int = 0) -> tuple[DistanceTable, DistanceTable] | None:
+    """The tables `cached_tables` measured before with these settings, or None: looks, never measures."""
+    p_path, x_path = _table_paths(cache_dir, model_key, distance_name, stride, seed, None, images_key)
+    if p_path.is_file() and x_path.is_file():
+        return DistanceTable.read(p_path), DistanceTable.read(x_path)
+    return None
+
+
 def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch.Tensor], schedule: Schedule,
                   cache_dir: str | Path, model_key: str, distance: Distance = toy_perceptual_distance,
                   distance_name: str = "toy", stride: int = 10, seed: int = 0, progress: bool = True,
@@ -143,10 +161,8 @@ def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch
     (a real model's own samples take minutes to draw)."""
     if images_key is None and callable(images):
         raise ValueError("images given as a function need an images_key that names them (e.g. 'samples n=16 seed=0')")
-    key = hashlib.sha256(f"{model_key}|{distance_name}|stride={stride}|seed={seed}".encode())
-    key.update(images_key.encode() if images_key is not None else images.detach().float().cpu().numpy().tobytes())
-    stem = f"distance_{key.hexdigest()[:20]}"
-    p_path, x_path = Path(cache_dir) / f"{stem}_x0_t.tsv", Path(cache_dir) / f"{stem}_x.tsv"
+    p_path, x_path = _table_paths(cache_dir, model_key, distance_name, stride, seed,
+                                  None if images_key is not None else images, images_key)
     if p_path.is_file() and x_path.is_file():
         return DistanceTable.read(p_path), DistanceTable.read(x_path)
     images = images() if callable(images) else images

@@ -5,6 +5,7 @@ paper's settings — so the same cells run in both worlds.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -68,7 +69,6 @@ class World:
             from .ddim import unet_noise_model
             from .intervals import cached_tables
             from .registry import load_lpips
-            from .train_asyrp import unet_fingerprint
 
             lpips = load_lpips("alex", self.device)  # fails fast, saying how to get its weights, when offline
 
@@ -76,10 +76,25 @@ class World:
                 return lpips(a, b).flatten()  # (B, 1, 1, 1) -> (B,)
 
             tables = cached_tables(unet_noise_model(self.unet), lambda: self.images(n), self.schedule, cache_dir,
-                                   unet_fingerprint(self.unet), distance, "lpips-alex", stride, progress=progress,
-                                   images_key=f"own samples n={n} seed=0 steps={self.num_steps}")
+                                   self._fingerprint(), distance, "lpips-alex", stride, progress=progress,
+                                   images_key=self._own_samples_key(n))
         self.edit_table, self.boost_table = tables
         return tables
+
+    def cached_own_tables(self, n: int = 16, stride: int = 10,
+                          cache_dir: str | Path = "runs/cache") -> tuple[DistanceTable, DistanceTable] | None:
+        """A real world's own tables if `measure_tables(n, stride, cache_dir)` measured them before, else None."""
+        from .intervals import read_cached_tables
+
+        return read_cached_tables(cache_dir, self._fingerprint(), "lpips-alex", self._own_samples_key(n), stride)
+
+    def _fingerprint(self) -> str:
+        from .train_asyrp import unet_fingerprint
+
+        return unet_fingerprint(self.unet)
+
+    def _own_samples_key(self, n: int) -> str:
+        return f"own samples n={n} seed=0 steps={self.num_steps}"  # what self.images(n) draws
 
     @property
     def image_size(self) -> int:
@@ -187,6 +202,14 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
     unet, schedule = load_ddpm(name, device)
     dataset = DDPMS[name].lpips_dataset if name in DDPMS else None
     world = World(name if name in DDPMS else Path(name).name, unet, schedule, load_clip(clip, device), device)
+    own = world.cached_own_tables() if dataset is None else None
+    if own is not None:  # measured before by `world.measure_tables()` or `asyrp-edu intervals --world FOLDER`
+        world.edit_table, world.boost_table = own
+        return world
+    if dataset is None:
+        warnings.warn(f"{name} is not one of the authors' models, so its t_edit and t_boost come from their CelebA-HQ "
+                      "LPIPS tables; measure its own once with world.measure_tables() (GPU, LPIPS weights) or "
+                      f"`asyrp-edu intervals --world {name}`, and they are used from then on", stacklevel=2)
     world.edit_table = reference_table(dataset or "celeba", "x0_t")
     world.boost_table = reference_table(dataset or "celeba", "x")
     return world

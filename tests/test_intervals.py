@@ -165,12 +165,42 @@ def test_a_real_world_measures_its_own_tables_with_lpips(tmp_path, monkeypatch):
         return lambda a, b: (a - b).abs().mean(dim=(1, 2, 3), keepdim=True)  # LPIPS's (B, 1, 1, 1)
 
     monkeypatch.setattr(registry, "load_lpips", fake_lpips)
-    w = world.load_world(str(tmp_path / "model"), device="cpu")
+    monkeypatch.chdir(tmp_path)  # the default cache, runs/cache, is relative
+    with pytest.warns(UserWarning, match="measure_tables"):  # not measured yet: the authors' CelebA-HQ tables
+        w = world.load_world("model", device="cpu")
+    assert w.tables() == (reference_table("celeba", "x0_t"), reference_table("celeba", "x"))
     w.num_steps = 4  # the samples it measures on
-    edit, boost = w.measure_tables(n=2, stride=100, cache_dir=tmp_path / "cache", progress=False)
+    edit, boost = w.measure_tables(n=2, stride=100, progress=False)
     assert asked == ["alex"] and w.tables() == (edit, boost) and edit.t == list(range(100, 1000, 100))
-    assert len(list((tmp_path / "cache").glob("distance_*.tsv"))) == 2
+    assert len(list((tmp_path / "runs" / "cache").glob("distance_*.tsv"))) == 2
     assert edit != reference_table("celeba", "x0_t")  # no longer the authors' CelebA-HQ table
+    assert w.cached_own_tables(n=2, stride=100) == (edit, boost) and w.cached_own_tables() is None
+
+
+def test_a_real_world_loads_its_own_tables_once_measured(tmp_path, monkeypatch):
+    """load_world(folder) picks up the tables measure_tables() cached at its defaults, with no warning and no LPIPS."""
+    import warnings
+
+    from asyrp_edu import registry, world
+    from asyrp_edu.models import CELEBA_HQ_LAYOUT_SMALL, build_unet
+    from asyrp_edu.tiny_clip import load_tiny_clip
+
+    build_unet(CELEBA_HQ_LAYOUT_SMALL).save_pretrained(tmp_path / "model" / "unet")
+    build_unet(CELEBA_HQ_LAYOUT_SMALL).save_pretrained(tmp_path / "other" / "unet")  # the same shape, other weights
+    monkeypatch.setattr(registry, "load_clip", lambda name, device: load_tiny_clip())
+    monkeypatch.setattr(registry, "load_lpips",
+                        lambda net, device: lambda a, b: (a - b).abs().mean(dim=(1, 2, 3), keepdim=True))
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning):
+        w = world.load_world("model", device="cpu")
+    measured = w.measure_tables(progress=False)  # the defaults: 16 of its own samples, every 10th t
+    monkeypatch.setattr(registry, "load_lpips", lambda net, device: pytest.fail("a cached table needs no LPIPS"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = world.load_world("model", device="cpu")
+    assert again.tables() == measured
+    with pytest.warns(UserWarning, match="measure_tables"):  # another model's weights: not its tables
+        assert world.load_world("other", device="cpu").tables()[0] == reference_table("celeba", "x0_t")
 
 
 def test_cli_measures_a_worlds_tables(capsys, tmp_path):

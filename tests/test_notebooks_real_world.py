@@ -44,6 +44,7 @@ def real_world(tmp_path, monkeypatch):
     return released
 
 
+@pytest.mark.filterwarnings("ignore:.*not one of the authors' models")  # expected: a random-weight stand-in
 @pytest.mark.parametrize("name", ["02_ddim", "03_h_space", "04_train_asyrp", "05_linearity", "06_combinations"])
 def test_notebook_runs_in_a_real_world(real_world, name):
     namespace = runpy.run_path(str(NOTEBOOKS / f"{name}.py"), run_name="__main__")

@@ -14,7 +14,8 @@ def test_default_is_toy_without_a_gpu():
 def test_a_real_world_from_a_folder_uses_the_authors_tables(tmp_path, monkeypatch):
     build_unet(CELEBA_HQ_LAYOUT_SMALL).save_pretrained(tmp_path / "unet")
     monkeypatch.setattr(registry, "load_clip", lambda name, device: load_tiny_clip())  # no real CLIP offline
-    w = world.load_world(str(tmp_path), device="cpu")
+    with pytest.warns(UserWarning, match="CelebA-HQ LPIPS tables"):  # it says how to measure the model's own
+        w = world.load_world(str(tmp_path), device="cpu")
     assert w.image_size == 32 and w.num_steps == 40
     t_edit, t_boost = w.intervals_for("a sad cartoon face", "a smiling cartoon face")
     assert 0 < t_boost < t_edit < 1000
