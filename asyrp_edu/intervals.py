@@ -110,12 +110,17 @@ def toy_perceptual_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def check_stride(stride: int, schedule: Schedule) -> None:
+    """Raise a ValueError naming the valid range unless a table can be measured every stride-th t."""
+    if not 1 <= stride < schedule.T:
+        raise ValueError(f"stride={stride} must lie in [1, {schedule.T - 1}] (10 matches the authors' tables)")
+
+
 def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule,
                    distance: Distance = toy_perceptual_distance, stride: int = 10, seed: int = 0,
                    progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
     """Mean distance(x0, P_t) and distance(x0, x_t) over images for t = stride, 2·stride, …, T−1."""
-    if not 1 <= stride < schedule.T:
-        raise ValueError(f"stride={stride} must lie in [1, {schedule.T - 1}] (10 matches the authors' tables)")
+    check_stride(stride, schedule)
     if images.shape[0] < 1:
         raise ValueError("the distance tables need at least one image (n ≥ 1)")
     g = torch.Generator().manual_seed(seed)
@@ -165,6 +170,7 @@ def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch
                                   None if images_key is not None else images, images_key)
     if p_path.is_file() and x_path.is_file():
         return DistanceTable.read(p_path), DistanceTable.read(x_path)
+    check_stride(stride, schedule)  # before images() draws samples, which takes minutes for a real model
     images = images() if callable(images) else images
     p_table, x_table = compute_tables(eps_model, images, schedule, distance, stride, seed, progress)
     p_table.write(p_path)

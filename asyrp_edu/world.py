@@ -61,6 +61,8 @@ class World:
                        progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
         """Measure this model's own (edit, boost) tables on n images and use them from now on (cached in cache_dir):
         the toy distance on held-out faces (toy world), LPIPS on the model's own samples (real worlds)."""
+        if n < 1:
+            raise ValueError(f"n={n}: the distance tables need at least one image")
         if self.name == TOY:
             from .intervals import toy_tables
 

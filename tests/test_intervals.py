@@ -150,6 +150,22 @@ def test_bad_stride_or_no_images_are_clear_errors():
         compute_tables(_CountingEps(), images[:0], schedule, stride=100, progress=False)
 
 
+def test_bad_settings_are_refused_before_anything_slow_runs(tmp_path, monkeypatch):
+    """A real model's samples take minutes and LPIPS is a download: a wrong stride or n is refused first."""
+    from asyrp_edu import registry, world
+    from asyrp_edu.intervals import cached_tables
+
+    def draw():
+        raise AssertionError("the images were drawn before the stride was checked")
+
+    with pytest.raises(ValueError, match="stride"):
+        cached_tables(_CountingEps(), draw, Schedule.linear(), tmp_path, "m", stride=0, images_key="k")
+    monkeypatch.setattr(registry, "load_lpips", lambda net, device: pytest.fail("LPIPS loaded before n was checked"))
+    w = world.World("model", torch.nn.Identity(), Schedule.linear(), clip=None, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="at least one image"):
+        w.measure_tables(n=0)
+
+
 def test_a_real_world_measures_its_own_tables_with_lpips(tmp_path, monkeypatch):
     """A model folder outside the paper's datasets: LPIPS on its own samples, cached (LPIPS faked: offline)."""
     from asyrp_edu import registry, world
