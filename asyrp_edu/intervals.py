@@ -109,13 +109,13 @@ def toy_perceptual_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return total / 3
 
 
-@torch.no_grad()
 def check_stride(stride: int, schedule: Schedule) -> None:
     """Raise a ValueError naming the valid range unless a table can be measured every stride-th t."""
     if not 1 <= stride < schedule.T:
         raise ValueError(f"stride={stride} must lie in [1, {schedule.T - 1}] (10 matches the authors' tables)")
 
 
+@torch.no_grad()
 def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule,
                    distance: Distance = toy_perceptual_distance, stride: int = 10, seed: int = 0,
                    progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
