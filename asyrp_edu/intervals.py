@@ -148,7 +148,11 @@ def _table_paths(cache_dir: str | Path, model_key: str, distance_name: str, stri
 def read_cached_tables(cache_dir: str | Path, model_key: str, distance_name: str, images_key: str, stride: int = 10,
                        seed: int = 0) -> tuple[DistanceTable, DistanceTable] | None:
     """The tables `cached_tables` measured before with these settings, or None: looks, never measures."""
-    p_path, x_path = _table_paths(cache_dir, model_key, distance_name, stride, seed, None, images_key)
+    return _read_pair(*_table_paths(cache_dir, model_key, distance_name, stride, seed, None, images_key))
+
+
+def _read_pair(p_path: Path, x_path: Path) -> tuple[DistanceTable, DistanceTable] | None:
+    """Both tables of one measurement, or None unless both files are there."""
     if p_path.is_file() and x_path.is_file():
         return DistanceTable.read(p_path), DistanceTable.read(x_path)
     return None
@@ -168,8 +172,9 @@ def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch
         raise ValueError("images given as a function need an images_key that names them (e.g. 'samples n=16 seed=0')")
     p_path, x_path = _table_paths(cache_dir, model_key, distance_name, stride, seed,
                                   None if images_key is not None else images, images_key)
-    if p_path.is_file() and x_path.is_file():
-        return DistanceTable.read(p_path), DistanceTable.read(x_path)
+    cached = _read_pair(p_path, x_path)
+    if cached is not None:
+        return cached
     check_stride(stride, schedule)  # before images() draws samples, which takes minutes for a real model
     images = images() if callable(images) else images
     p_table, x_table = compute_tables(eps_model, images, schedule, distance, stride, seed, progress)

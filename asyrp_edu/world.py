@@ -204,11 +204,11 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
     unet, schedule = load_ddpm(name, device)
     dataset = DDPMS[name].lpips_dataset if name in DDPMS else None
     world = World(name if name in DDPMS else Path(name).name, unet, schedule, load_clip(clip, device), device)
-    own = world.cached_own_tables() if dataset is None else None
-    if own is not None:  # measured before by `world.measure_tables()` or `asyrp-edu intervals --world FOLDER`
-        world.edit_table, world.boost_table = own
-        return world
-    if dataset is None:
+    if dataset is None:  # not one of the authors' models: its own tables, if they were measured before
+        own = world.cached_own_tables()  # by `world.measure_tables()` or `asyrp-edu intervals --world FOLDER`
+        if own is not None:
+            world.edit_table, world.boost_table = own
+            return world
         warnings.warn(f"{name} is not one of the authors' models, so its t_edit and t_boost come from their CelebA-HQ "
                       "LPIPS tables; measure its own once with world.measure_tables() (GPU, LPIPS weights) or "
                       f"`asyrp-edu intervals --world {name}`, and they are used from then on", stacklevel=2)
