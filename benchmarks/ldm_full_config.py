@@ -62,7 +62,8 @@ def main() -> None:
         change = (edited[-1].x_t - frames[-1].x_t).abs().mean().item()
         assert change > 0, "the edited trajectory should differ from the plain one"
         print(f"{len(frames)} frames of x_t and P_t, each {tuple(frames[0].P_t.shape)}")
-        print(f"plain: {plain / args.steps:.1f} s per step (U-Net + two decodes); asymmetric: {asym / args.steps:.1f} s "
+        print(f"plain: {plain / args.steps:.1f} s per step (U-Net + two decodes); "
+              f"asymmetric: {asym / args.steps:.1f} s "
               f"per step; ratio {asym / plain:.2f}; the edit changed the final image by {change:.2e} (mean |Δ|; "
               f"random weights respond weakly)")
 

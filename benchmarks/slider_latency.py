@@ -38,7 +38,8 @@ def timed(name: str, fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=widgets.LIVE_STEPS,
-                        help="reverse steps per render (editors trained with 40; the notebooks' sliders use LIVE_STEPS)")
+                        help="reverse steps per render (editors trained with 40; "
+                             "the notebooks' sliders use LIVE_STEPS)")
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--edit", default="smiling")
     args = parser.parse_args()

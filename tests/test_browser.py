@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None or os.environ.get("ASYRP_EDU_BROWSER") != "1",
-                    reason="opt-in: apt-get install chromium, then ASYRP_EDU_BROWSER=1 (or `python3 bootstrap.py browser`)")
+                    reason="opt-in: apt-get install chromium, then ASYRP_EDU_BROWSER=1 "
+                           "(or `python3 bootstrap.py browser`)")
 def test_slider_changes_the_image_in_headless_chromium(tmp_path):
     pytest.importorskip("playwright")
     shot = tmp_path / "browser_check.png"

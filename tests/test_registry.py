@@ -19,7 +19,8 @@ def test_a_local_folder_loads_through_from_pretrained(tmp_path, layout):
     torch.manual_seed(0)
     unet = build_unet(CELEBA_HQ_LAYOUT_SMALL)
     unet.save_pretrained(tmp_path / "unet" if layout == "pipeline" else tmp_path)
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "scheduler" if layout == "pipeline" else tmp_path)
+    scheduler_dir = tmp_path / "scheduler" if layout == "pipeline" else tmp_path
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(scheduler_dir)
     loaded, schedule = registry.load_ddpm(tmp_path)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     for (k, a), (_, b) in zip(unet.state_dict().items(), loaded.state_dict().items()):

@@ -178,7 +178,8 @@ def test_scene_inverts_as_its_editors_were_trained(tiny_unet, tmp_path):
     assert not torch.allclose(scenes[0].x_T, scenes[1].x_T)
     with pytest.raises(ValueError, match="differently inverted"):
         widgets.make_scene(tiny_unet, schedule, image, num_steps=4, cache_dir=str(tmp_path),
-                           editors={"a": (random_editor(tiny_unet, 1), plain), "b": (random_editor(tiny_unet, 2), iterated)})
+                           editors={"a": (random_editor(tiny_unet, 1), plain),
+                                    "b": (random_editor(tiny_unet, 2), iterated)})
 
 
 def test_boosted_scene_renders_the_same_noise_every_time(scene):
