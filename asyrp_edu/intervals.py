@@ -217,8 +217,7 @@ def toy_tables(unet, schedule: Schedule, n: int = 32, stride: int = 10, seed: in
     def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return c * toy_perceptual_distance(a, b)
 
-    with torch.no_grad():
-        if cache_dir is None:
-            return compute_tables(unet_noise_model(unet), images, schedule, distance, stride, seed, progress)
-        return cached_tables(unet_noise_model(unet), images, schedule, cache_dir, unet_fingerprint(unet), distance,
-                             f"toy_perceptual_distance*{c!r}", stride, seed, progress)
+    if cache_dir is None:  # compute_tables runs without gradients
+        return compute_tables(unet_noise_model(unet), images, schedule, distance, stride, seed, progress)
+    return cached_tables(unet_noise_model(unet), images, schedule, cache_dir, unet_fingerprint(unet), distance,
+                         f"toy_perceptual_distance*{c!r}", stride, seed, progress)

@@ -17,6 +17,7 @@ from .intervals import DistanceTable, reference_table, t_boost_from_table, t_edi
 from .settings import default_device
 
 TOY = "toy"
+OWN_TABLES_DISTANCE = "lpips-alex"  # the distance a real world's own tables are measured and cached with
 # The prompts the authors trained their CelebA-HQ editors with (their configs), for t_edit and λ_recon.
 OFFICIAL_PROMPTS: dict[str, tuple[str, str]] = {
     "smiling": ("face", "smiling face"), "pixar": ("human", "3d render in the style of Pixar"),
@@ -78,7 +79,7 @@ class World:
                 return lpips(a, b).flatten()  # (B, 1, 1, 1) -> (B,)
 
             tables = cached_tables(unet_noise_model(self.unet), lambda: self.images(n), self.schedule, cache_dir,
-                                   self._fingerprint(), distance, "lpips-alex", stride, progress=progress,
+                                   self._fingerprint(), distance, OWN_TABLES_DISTANCE, stride, progress=progress,
                                    images_key=self._own_samples_key(n))
         self.edit_table, self.boost_table = tables
         return tables
@@ -88,7 +89,8 @@ class World:
         """A real world's own tables if `measure_tables(n, stride, cache_dir)` measured them before, else None."""
         from .intervals import read_cached_tables
 
-        return read_cached_tables(cache_dir, self._fingerprint(), "lpips-alex", self._own_samples_key(n), stride)
+        return read_cached_tables(cache_dir, self._fingerprint(), OWN_TABLES_DISTANCE, self._own_samples_key(n),
+                                  stride)
 
     def _fingerprint(self) -> str:
         from .train_asyrp import unet_fingerprint
