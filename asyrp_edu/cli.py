@@ -86,6 +86,7 @@ def _cmd_measure(args: argparse.Namespace) -> None:
 
 
 def _cmd_intervals(args: argparse.Namespace) -> None:
+    from . import settings
     from .intervals import DistanceTable, reference_table, t_boost_from_table, t_edit_from_table
 
     if args.text_cosine is None and not (args.source and args.target):
@@ -99,9 +100,10 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
         with warnings.catch_warnings():  # the warning says to measure, which is what this command does
             warnings.simplefilter("ignore", UserWarning)
             world = load_world(args.world)
-        edit, boost = world.measure_tables(n=args.n, stride=args.stride, cache_dir=args.cache_dir)
+        cache_dir = settings.cache_dir(args.cache_dir)
+        edit, boost = world.measure_tables(n=args.n, stride=args.stride, cache_dir=cache_dir)
         print(f"{world.name}: distance tables on {args.n} images, every {args.stride}th t (cached in "
-              f"{args.cache_dir})")
+              f"{cache_dir})")
     else:
         edit = DistanceTable.read(args.edit_table) if args.edit_table else reference_table(args.dataset, "x0_t")
         boost = DistanceTable.read(args.boost_table) if args.boost_table else reference_table(args.dataset, "x")
@@ -150,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "name or model folder (LPIPS on the model's samples)")
     p.add_argument("--n", type=int, default=16, help="--world: images to measure on")
     p.add_argument("--stride", type=int, default=10, help="--world: measure every stride-th t")
-    p.add_argument("--cache-dir", default="runs/cache", help="--world: where measured tables are kept")
+    p.add_argument("--cache-dir", default=None,
+                   help="--world: where measured tables are kept (default: $ASYRP_EDU_CACHE or ~/.cache/asyrp_edu)")
     p.set_defaults(func=_cmd_intervals)
 
     p = sub.add_parser("train-ddpm", help="train the toy DDPM (resumable; EMA weights as safetensors)")

@@ -75,6 +75,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate_edits import check_edit_name, evaluate_editor
     from .evaluator import load_evaluator
     from .models import WEIGHTS_DIR
+    from .settings import cache_dir
     from .tiny_clip import load_tiny_clip
     from .train_asyrp import EDITOR_FILE, cached_inversion, load_editor, shipped_editor_file
 
@@ -98,7 +99,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                          f"{_editor_folder(args.world, args.attribute)}")
     steps = args.steps or config.num_steps
     originals, _ = toy.sample(args.n, seed=args.seed, heldout=True)
-    x_T = cached_inversion(unet, schedule, originals, steps, Path("runs/cache"), progress=not args.json, codec=codec,
+    x_T = cached_inversion(unet, schedule, originals, steps, cache_dir(), progress=not args.json, codec=codec,
                            fixed_point_iters=config.inversion_iters)
     report = evaluate_editor(unet, schedule, editor, load_evaluator(), load_tiny_clip(), args.attribute, x_T,
                              originals, Intervals(args.t_edit or config.t_edit), steps, codec=codec)

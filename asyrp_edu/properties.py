@@ -132,14 +132,13 @@ def combination_effects(unet, schedule: Schedule, editors: dict[str, tuple[torch
 def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int = 16,
                   edits: tuple[str, ...] = ("smiling", "glasses", "tanned", "blonde")) -> dict:
     """Issue-4 measurements on the shipped toy models and editors: linearity, homogeneity, combinations (JSON-ready)."""
-    from pathlib import Path
-
     from tqdm.auto import tqdm
 
     from . import toy
     from .evaluate_edits import TOY_EDITS
     from .evaluator import load_evaluator
     from .models import load_toy_ddpm
+    from .settings import cache_dir
     from .train_asyrp import cached_inversion, load_editor, shared_inversion_iters
 
     unet, schedule = load_toy_ddpm()
@@ -147,10 +146,10 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
     editors = {e: load_editor(unet, edit=e) for e in edits}
     iters = shared_inversion_iters(config for _, config in editors.values())
     faces, _ = toy.sample(n, seed=seed, heldout=True)
-    x_T = cached_inversion(unet, schedule, faces, num_steps, Path("runs/cache"), progress=False,
+    x_T = cached_inversion(unet, schedule, faces, num_steps, cache_dir(), progress=False,
                            fixed_point_iters=iters)
     train_faces, _ = toy.sample(n_global, seed=seed)
-    train_x_T = cached_inversion(unet, schedule, train_faces, num_steps, Path("runs/cache"), progress=False,
+    train_x_T = cached_inversion(unet, schedule, train_faces, num_steps, cache_dir(), progress=False,
                                  fixed_point_iters=iters)
     groups = [g for g in (("smiling", "glasses"), ("smiling", "glasses", "tanned")) if set(g) <= set(edits)]
     bar = tqdm(total=1 + 3 * len(editors) + len(groups), desc="h-space report")

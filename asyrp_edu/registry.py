@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
+from . import settings
 from .ddim import Schedule
 from .intervals import REFERENCE_DIR
 
 HUB_HOST = "huggingface.co"
 OFFICIAL_EDITORS_RAW = "https://github.com/kwonminki/Asyrp_official/raw/main/checkpoint/"
-EDITOR_CACHE = Path(os.environ.get("ASYRP_EDU_CACHE", Path.home() / ".cache" / "asyrp_edu")) / "editors"
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def official_editor(edit: str, model: str = "celeba_hq", base_url: str = OFFICIA
 
     name = official_editor_file(edit, model)
     expected = official_editor_sums()[name]
-    path = Path(cache_dir or EDITOR_CACHE) / name
+    path = (Path(cache_dir) if cache_dir is not None else settings.cache_dir() / "editors") / name
     if not path.is_file() or sha256_of(path) != expected:
         def fetch(tmp: str) -> None:
             try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -14,6 +15,15 @@ def smoke() -> bool:
 def steps(default: int, smoke_value: int) -> int:
     """`default` normally, `smoke_value` under ASYRP_EDU_SMOKE=1."""
     return smoke_value if smoke() else default
+
+
+def cache_dir(given: str | Path | None = None) -> Path:
+    """Where measured tables, inversions and downloaded editors are kept: `given`, else $ASYRP_EDU_CACHE, else
+    ~/.cache/asyrp_edu. Not relative to the working directory, so a notebook in notebooks/ and a terminal at the
+    repository root share one cache."""
+    if given is not None:
+        return Path(given)
+    return Path(os.environ.get("ASYRP_EDU_CACHE") or Path.home() / ".cache" / "asyrp_edu")
 
 
 def default_device() -> torch.device:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from . import toy
+from . import settings, toy
 from .ddim import Schedule, StepOutput
 from .editing import Intervals, MixedEditor, ScaledEditor, generate_edited, step_scale
 from .traced_unet import trace_for_rendering
@@ -47,10 +48,11 @@ class Scene:
 
 
 def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edits: tuple[str, ...] | None = None,
-               num_steps: int = LIVE_STEPS, seed: int = 0, cache_dir: str = "runs/cache",
+               num_steps: int = LIVE_STEPS, seed: int = 0, cache_dir: str | Path | None = None,
                editors: dict[str, tuple[torch.nn.Module, EditorConfig]] | None = None, t_boost: int = 0) -> Scene:
     """Invert `image` (a held-out toy face by default) once, with `editors` ({name: (f_t, config)}, e.g. from
-    `World.scene_editors`) or else the shipped toy editors named in `edits`; t_boost > 0 turns on quality boosting."""
+    `World.scene_editors`) or else the shipped toy editors named in `edits`; t_boost > 0 turns on quality boosting.
+    cache_dir: where the inversion is kept (default `settings.cache_dir()`)."""
     from .evaluate_edits import TOY_EDITS
 
     if image is None:
@@ -59,7 +61,7 @@ def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edit
     if editors is None:
         editors = {name: load_editor(unet, edit=name) for name in (edits or tuple(TOY_EDITS))}
     device = next(unet.parameters()).device
-    x_T = cached_inversion(unet, schedule, image.to(device), num_steps, cache_dir, progress=False,
+    x_T = cached_inversion(unet, schedule, image.to(device), num_steps, settings.cache_dir(cache_dir), progress=False,
                            fixed_point_iters=shared_inversion_iters(config for _, config in editors.values()))
     # channels-last convolutions render ~13% faster on a CPU (measured, same results); the weights are not changed
     unet.to(memory_format=torch.channels_last)

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from . import settings
 from .ddim import Schedule
 from .intervals import DistanceTable, reference_table, t_boost_from_table, t_edit_from_table
 from .settings import default_device
@@ -58,10 +59,12 @@ class World:
             self.edit_table, self.boost_table = self.make_tables()
         return self.edit_table, self.boost_table
 
-    def measure_tables(self, n: int = 16, stride: int = 10, cache_dir: str | Path = "runs/cache",
+    def measure_tables(self, n: int = 16, stride: int = 10, cache_dir: str | Path | None = None,
                        progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
-        """Measure this model's own (edit, boost) tables on n images and use them from now on (cached in cache_dir):
-        the toy distance on held-out faces (toy world), LPIPS on the model's own samples (real worlds)."""
+        """Measure this model's own (edit, boost) tables on n images and use them from now on (cached in cache_dir,
+        by default `settings.cache_dir()`): the toy distance on held-out faces (toy world), LPIPS on the model's own
+        samples (real worlds)."""
+        cache_dir = settings.cache_dir(cache_dir)
         if n < 1:
             raise ValueError(f"n={n}: the distance tables need at least one image")
         if self.name == TOY:
@@ -85,12 +88,12 @@ class World:
         return tables
 
     def cached_own_tables(self, n: int = 16, stride: int = 10,
-                          cache_dir: str | Path = "runs/cache") -> tuple[DistanceTable, DistanceTable] | None:
+                          cache_dir: str | Path | None = None) -> tuple[DistanceTable, DistanceTable] | None:
         """A real world's own tables if `measure_tables(n, stride, cache_dir)` measured them before, else None."""
         from .intervals import read_cached_tables
 
-        return read_cached_tables(cache_dir, self._fingerprint(), OWN_TABLES_DISTANCE, self._own_samples_key(n),
-                                  stride)
+        return read_cached_tables(settings.cache_dir(cache_dir), self._fingerprint(), OWN_TABLES_DISTANCE,
+                                  self._own_samples_key(n), stride)
 
     def _fingerprint(self) -> str:
         from .train_asyrp import unet_fingerprint
@@ -144,7 +147,7 @@ class World:
         return editors
 
     def scene(self, edits: tuple[str, ...] | None = None, image: torch.Tensor | None = None,
-              num_steps: int | None = None, seed: int = 0, cache_dir: str = "runs/cache"):
+              num_steps: int | None = None, seed: int = 0, cache_dir: str | Path | None = None):
         """One image inverted once with this world's editors, for the sliders of `asyrp_edu.sliders`
         (num_steps: the sliders' `widgets.LIVE_STEPS` unless given). The real world boosts quality below t_boost, as
         the paper does; the toy editors were trained and measured without it."""
@@ -197,7 +200,7 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
         unet, schedule = load_toy_ddpm(device=device)
         toy_world = World(TOY, unet, schedule, load_tiny_clip(device=device), device,
                           inversion_iters=INVERSION_FIXED_POINT_ITERS)
-        # measured for the toy DDPM when first needed (16 faces, every 10th t; kept in runs/cache), not by the
+        # measured for the toy DDPM when first needed (16 faces, every 10th t; kept in settings.cache_dir()), not by the
         # notebooks that never ask
         toy_world.make_tables = lambda: toy_world.measure_tables(progress=False)
         return toy_world
@@ -258,7 +261,7 @@ def check_editor(world: World, edit: str, source: str | None = None, target: str
             source, target = OFFICIAL_PROMPTS[edit]
     editor, t_edit, t_boost = world.editor(edit)
     images = world.images(n, seed)
-    x_T = cached_inversion(world.unet, world.schedule, images, world.num_steps, Path("runs/cache"), progress=False,
+    x_T = cached_inversion(world.unet, world.schedule, images, world.num_steps, settings.cache_dir(), progress=False,
                            fixed_point_iters=world.inversion_iters)
     intervals = Intervals(t_edit, t_boost)
     plain = generate_edited(world.unet, x_T, world.schedule, None, intervals, world.num_steps).clamp(-1, 1)

@@ -50,7 +50,8 @@ from asyrp_edu.world import load_world
 WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
 world = load_world(WORLD)
 if world.name != "toy":  # U-Net passes counted by benchmarks/real_unet_flops.py; not yet timed on a T4
-    print("expected on a Colab T4: 5 to 7 minutes for this notebook (counted by benchmarks/real_unet_flops.py), under 2 GB of GPU memory")
+    print("expected on a Colab T4: 5 to 7 minutes for this notebook (counted by benchmarks/real_unet_flops.py), "
+          "under 2 GB of GPU memory")
 unet, schedule, size, device = world.unet, world.schedule, world.image_size, world.device
 eps_model = unet_noise_model(unet)
 real = world.name != "toy"

@@ -112,7 +112,8 @@ intervals = Intervals(t_edit=400)
 plain = generate_edited(unet, x_T, schedule, None, intervals, n_steps)
 asym = generate_edited(unet, x_T, schedule, random_dh, intervals, n_steps)
 sym = generate_edited(unet, x_T, schedule, random_dh, intervals, n_steps, symmetric=True)
-image_grid([r.cpu() for r in (faces, plain, asym, sym)], row_titles=["original", "reconstructed", "asymmetric Δh", "symmetric Δh"]);
+image_grid([r.cpu() for r in (faces, plain, asym, sym)],
+           row_titles=["original", "reconstructed", "asymmetric Δh", "symmetric Δh"]);
 print(f"mean |change| asymmetric: {float((asym - plain).abs().mean()):.3f}, "
       f"symmetric: {float((sym - plain).abs().mean()):.3f}")
 

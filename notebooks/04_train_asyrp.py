@@ -117,7 +117,7 @@ else:  # no generator to move one attribute at a time: the authors' prompts and 
 # (LPIPS(x0, x_t) ≥ 1.2 no longer holds) the sampler adds fresh noise (η = 1) to repair quality. On the left the
 # authors' CelebA-HQ tables (the real world uses them); in the toy world, on the right, the same curves for the toy
 # DDPM, with the toy world's stand-in for LPIPS (edges and colours on an image pyramid, scaled to LPIPS by fitting
-# the authors' curve). They are measured once and kept in `runs/cache`. `world.measure_tables()` (or
+# the authors' curve). They are measured once and cached in `~/.cache/asyrp_edu`. `world.measure_tables()` (or
 # `asyrp-edu intervals --world toy --source … --target …` in a terminal) measures any world's own tables; a real
 # model's use LPIPS on its own samples.
 

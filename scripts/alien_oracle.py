@@ -29,6 +29,7 @@ from asyrp_edu.evaluate_edits import alien_success, background_change, greenness
 from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.hspace import asymmetric_eps
 from asyrp_edu.models import load_toy_ddpm
+from asyrp_edu.settings import cache_dir
 from asyrp_edu.train_asyrp import cached_inversion, new_editor
 from asyrp_edu.viz import image_grid
 
@@ -87,7 +88,7 @@ def main() -> None:
     score = cheek_greenness if args.cheeks else greenness
     unet.requires_grad_(False)
     faces, _ = toy.sample(32, seed=0)
-    x_T_all = cached_inversion(unet, schedule, faces, 40, Path("runs/cache"), progress=False, fixed_point_iters=2)
+    x_T_all = cached_inversion(unet, schedule, faces, 40, cache_dir(), progress=False, fixed_point_iters=2)
     outside_face = torch.ones(1, 1, 32, 32)
     top = 13 if args.cheeks else 6  # rows above it: the hair
     outside_face[..., top:30, 6:26] = 0  # (1, 1, 32, 32): 1 on the background (and the hair with --cheeks)
@@ -101,7 +102,7 @@ def main() -> None:
 
     editor = train_oracle(unet, schedule, x_T_all, loss, args.t_edit, lr=args.lr, on_epoch=report)
     heldout, _ = toy.sample(64, seed=0, heldout=True)
-    x_T = cached_inversion(unet, schedule, heldout, 40, Path("runs/cache"), progress=False, fixed_point_iters=2)
+    x_T = cached_inversion(unet, schedule, heldout, 40, cache_dir(), progress=False, fixed_point_iters=2)
     judge = load_evaluator()
     with torch.no_grad():
         plain = generate_edited(unet, x_T, schedule, None, Intervals(args.t_edit), 40).clamp(-1, 1)

@@ -3,7 +3,7 @@
 `asyrp-edu hspace` measures each share on 64 held-out faces. This script repeats the homogeneity part for one editor
 on `--sets` sets of 64 (held-out seeds 0, 1, …; seed 0 is the set `hspace` uses) and prints the share pooled over
 all of them with a 95% bootstrap interval over faces. About 2 minutes per set on a 2-core CPU (inversions cached in
-runs/cache).
+settings.cache_dir()).
 
     python scripts/homogeneity_precision.py --edit smiling --sets 4
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 
@@ -21,6 +20,7 @@ from asyrp_edu.evaluate_edits import TOY_EDITS
 from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.properties import delta_h_along_trajectory, global_delta_h, unedited_judgement
+from asyrp_edu.settings import cache_dir
 from asyrp_edu.train_asyrp import cached_inversion, load_editor
 
 
@@ -43,7 +43,7 @@ def per_face_changes(edit: str, sets: int, num_steps: int = 40, n_global: int = 
     unet, schedule = load_toy_ddpm()
     judge = load_evaluator()
     editor, config = load_editor(unet, edit=edit)
-    attribute, cache, iters = TOY_EDITS[edit]["attribute"], Path("runs/cache"), config.inversion_iters
+    attribute, cache, iters = TOY_EDITS[edit]["attribute"], cache_dir(), config.inversion_iters
     train_x_T = cached_inversion(unet, schedule, toy.sample(n_global, seed=0)[0], num_steps, cache, progress=False,
                                  fixed_point_iters=iters)  # the training faces `hspace` averages over
     per_image = delta_h_along_trajectory(unet, schedule, editor, config.t_edit, train_x_T, num_steps)

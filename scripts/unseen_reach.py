@@ -38,6 +38,7 @@ from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.evaluate_edits import background_change
 from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.models import load_toy_ddpm
+from asyrp_edu.settings import cache_dir
 from asyrp_edu.train_asyrp import cached_inversion
 from asyrp_edu.viz import image_grid
 
@@ -180,7 +181,7 @@ def main() -> None:
     unet.requires_grad_(False)
     train_attrs, held_attrs = toy.sample_attributes(32, seed=0), toy.sample_attributes(64, seed=0, heldout=True)
     train_faces, held_faces = toy.render(train_attrs), toy.render(held_attrs)
-    cache = Path("runs/cache")
+    cache = cache_dir()
     x_T_train = cached_inversion(unet, schedule, train_faces, 40, cache, progress=False, fixed_point_iters=2)
     x_T_held = cached_inversion(unet, schedule, held_faces, 40, cache, progress=False, fixed_point_iters=2)
     with torch.no_grad():

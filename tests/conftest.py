@@ -1,10 +1,18 @@
 """Shared fixtures: small random diffusers U-Nets, a fixed torch seed, one thread per test process."""
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("ASYRP_EDU_SMOKE", "1")
+# Each run starts from an empty cache of tables and inversions, as on a fresh machine (the notebooks' kernels inherit
+# this); without it they would read and fill the user's ~/.cache/asyrp_edu.
+_CACHE = tempfile.mkdtemp(prefix="asyrp_edu_test_cache_")
+os.environ["ASYRP_EDU_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 

@@ -181,14 +181,15 @@ def test_a_real_world_measures_its_own_tables_with_lpips(tmp_path, monkeypatch):
         return lambda a, b: (a - b).abs().mean(dim=(1, 2, 3), keepdim=True)  # LPIPS's (B, 1, 1, 1)
 
     monkeypatch.setattr(registry, "load_lpips", fake_lpips)
-    monkeypatch.chdir(tmp_path)  # the default cache, runs/cache, is relative
+    monkeypatch.chdir(tmp_path)  # "model" below is a folder here
+    monkeypatch.setenv("ASYRP_EDU_CACHE", str(tmp_path / "cache"))  # the default cache: $ASYRP_EDU_CACHE
     with pytest.warns(UserWarning, match="measure_tables"):  # not measured yet: the authors' CelebA-HQ tables
         w = world.load_world("model", device="cpu")
     assert w.tables() == (reference_table("celeba", "x0_t"), reference_table("celeba", "x"))
     w.num_steps = 4  # the samples it measures on
     edit, boost = w.measure_tables(n=2, stride=100, progress=False)
     assert asked == ["alex"] and w.tables() == (edit, boost) and edit.t == list(range(100, 1000, 100))
-    assert len(list((tmp_path / "runs" / "cache").glob("distance_*.tsv"))) == 2
+    assert len(list((tmp_path / "cache").glob("distance_*.tsv"))) == 2
     assert edit != reference_table("celeba", "x0_t")  # no longer the authors' CelebA-HQ table
     assert w.cached_own_tables(n=2, stride=100) == (edit, boost) and w.cached_own_tables() is None
 
@@ -206,17 +207,38 @@ def test_a_real_world_loads_its_own_tables_once_measured(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "load_clip", lambda name, device: load_tiny_clip())
     monkeypatch.setattr(registry, "load_lpips",
                         lambda net, device: lambda a, b: (a - b).abs().mean(dim=(1, 2, 3), keepdim=True))
+    monkeypatch.setenv("ASYRP_EDU_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning):
         w = world.load_world("model", device="cpu")
     measured = w.measure_tables(progress=False)  # the defaults: 16 of its own samples, every 10th t
     monkeypatch.setattr(registry, "load_lpips", lambda net, device: pytest.fail("a cached table needs no LPIPS"))
+    monkeypatch.chdir(tmp_path / "other")  # another working directory (a notebook in notebooks/): the same cache
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        again = world.load_world("model", device="cpu")
+        again = world.load_world(str(tmp_path / "model"), device="cpu")
     assert again.tables() == measured
+    monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning, match="measure_tables"):  # another model's weights: not its tables
         assert world.load_world("other", device="cpu").tables()[0] == reference_table("celeba", "x0_t")
+
+
+def test_the_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    """settings.cache_dir: an explicit folder, else $ASYRP_EDU_CACHE, else ~/.cache/asyrp_edu; never the cwd."""
+    from pathlib import Path
+
+    from asyrp_edu.settings import cache_dir
+
+    monkeypatch.setenv("ASYRP_EDU_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c" and cache_dir(tmp_path / "mine") == tmp_path / "mine"
+    monkeypatch.delenv("ASYRP_EDU_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    homes = set()
+    for where in (tmp_path, tmp_path / "c"):
+        where.mkdir(exist_ok=True)
+        monkeypatch.chdir(where)
+        homes.add(cache_dir())
+    assert homes == {tmp_path / "home" / ".cache" / "asyrp_edu"} and Path(homes.pop()).is_absolute()
 
 
 def test_cli_measures_a_worlds_tables(capsys, tmp_path):

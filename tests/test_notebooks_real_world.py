@@ -40,6 +40,7 @@ def real_world(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "load_clip", lambda name, device: load_tiny_clip(device=device))
     monkeypatch.setattr(registry, "official_editor", official_editor)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASYRP_EDU_CACHE", str(tmp_path / "cache"))
     matplotlib.use("Agg")
     return released
 
