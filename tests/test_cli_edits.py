@@ -1,8 +1,10 @@
 """`asyrp-edu train` and `asyrp-edu evaluate` end to end on the shipped toy models, at a tiny size."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 
 from asyrp_edu.cli import main
@@ -126,3 +128,68 @@ def test_alien_success_needs_a_green_face_on_an_intact_image():
                                                                        "background_hue": torch.full((8,), 0.33)}),
                                                           green_bg).all()
     assert not alien_success(wash, green_bg).any()
+
+
+def test_every_number_of_an_edit_report_by_hand(tiny_unet):
+    """A judge and a CLIP made of image statistics, a constant Δh: each field recounted from the images themselves."""
+    from asyrp_edu.ddim import Schedule
+    from asyrp_edu.editing import ConstantDeltaH, Intervals, generate_edited
+    from asyrp_edu.evaluate_edits import TOY_EDITS, evaluate_editor, reconstruct
+    from asyrp_edu.hspace import h_shape
+
+    schedule, n = Schedule.linear(), 6
+    x_T = torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    originals = torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    editor = ConstantDeltaH(h_shape(tiny_unet))
+    editor.delta.data = torch.randn(editor.delta.shape, generator=torch.Generator().manual_seed(3)) * 3
+    with torch.no_grad():
+        recon = reconstruct(tiny_unet, schedule, x_T, 4)
+        shown = recon.clamp(-1, 1)
+        edited = generate_edited(tiny_unet, x_T, schedule, editor, Intervals(500), 4).clamp(-1, 1)
+        symmetric = generate_edited(tiny_unet, x_T, schedule, editor, Intervals(500), 4, symmetric=True).clamp(-1, 1)
+
+    def red(images):
+        return images[:, 0].mean((1, 2))
+
+    def green_top(images):
+        return images[:, 1, :8].mean((1, 2))
+
+    # exactly half the edited images smile; glasses appear on images 0 and 1, vanish on 2 and 3, stay on 4 and 5
+    mouth_offset = 0.5 - float(red(edited).sort().values[n // 2])
+    rises = green_top(edited) > green_top(shown)
+    glasses_at = (green_top(edited) + green_top(shown)) / 2
+    glasses_at[4:] = -float("inf")
+    inverted = torch.tensor([False, False, True, True, False, False]) ^ ~rises
+    inverted[4:] = False
+
+    def judge(images):
+        return {"mouth": red(images) + mouth_offset, "eye_size": images[:, 1].mean((1, 2)),
+                "skin_tone": images[:, 2].mean((1, 2)), "hair_color": images[:, :, :4].mean((1, 2, 3)),
+                "glasses": ((green_top(images) > glasses_at) ^ inverted).float()}
+
+    def encode_image(images):
+        return images.mean((2, 3))  # (B, 3)
+
+    spec = TOY_EDITS["smiling"]
+    # texts that describe these images: the unit mean of their normalised features
+    texts = {spec["source"]: F.normalize(F.normalize(encode_image(shown), dim=-1).mean(0), dim=0),
+             spec["target"]: F.normalize(F.normalize(encode_image(edited), dim=-1).mean(0), dim=0)}
+    clip = SimpleNamespace(encode_image=encode_image,
+                           encode_text=lambda prompts: torch.stack([texts[p] for p in prompts]))
+    report = evaluate_editor(tiny_unet, schedule, editor, judge, clip, "smiling", x_T, originals, Intervals(500), 4)
+
+    before, after = judge(shown), judge(edited)
+    assert report.n == n and report.success_rate == pytest.approx(0.5)
+    assert report.mean_change == pytest.approx(float((red(edited) - red(shown)).mean()), abs=1e-6)
+    for name in ("eye_size", "skin_tone", "hair_color"):
+        assert report.leakage[name] == pytest.approx(float((after[name] - before[name]).abs().mean()), abs=1e-6)
+    assert set(report.leakage) == {"eye_size", "skin_tone", "hair_color"}
+    assert before["glasses"].tolist() == [0, 0, 1, 1, 1, 1] and after["glasses"].tolist() == [1, 1, 0, 0, 1, 1]
+    assert report.glasses_flip_rate == pytest.approx(4 / n)
+    delta_T = F.normalize(texts[spec["target"]] - texts[spec["source"]], dim=0)
+    delta_I = F.normalize(encode_image(edited), dim=-1) - F.normalize(encode_image(shown), dim=-1)
+    s_dir = float((F.normalize(delta_I, dim=-1) @ delta_T).mean())
+    assert report.s_dir == pytest.approx(s_dir, abs=1e-5) and report.s_dir > 0.2  # ΔI points along ΔT
+    assert report.reconstruction_mse == pytest.approx(float((recon - originals).pow(2).mean()), rel=1e-5)
+    assert report.symmetric_change == pytest.approx(float((red(symmetric) - red(shown)).mean()), abs=1e-6)
+    assert abs(report.mean_change) > 1e-3 and report.symmetric_change != pytest.approx(report.mean_change)

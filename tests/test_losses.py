@@ -1,6 +1,7 @@
 """The directional CLIP loss and the reconstruction loss, on a hand-made encoder whose answers we know."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from asyrp_edu.losses import (asyrp_loss, check_prompts, default_lambda_recon, directional_clip_loss,
                               keep_loss, text_direction)
@@ -51,19 +52,49 @@ def test_keep_loss_counts_only_change_along_the_kept_directions():
 
 
 def test_templates_are_averaged():
-    d1, _ = text_direction(words_to_colour, "red", "green", templates=("{}", "a photo of {}"))
-    d2, _ = text_direction(words_to_colour, "red", "green")
-    assert torch.allclose(d1, d2)
+    """E_T(y) is the normalised mean of the normalised template features; the template must change the answer."""
+    photo_bias = torch.tensor([0.5, 0.0, 2.0])
+
+    def templated(prompts):  # "a photo of {}" adds photo_bias, so the two templates encode differently
+        return torch.stack([words_to_colour([p])[0] + photo_bias * p.startswith("a photo of") for p in prompts])
+
+    def by_hand(word: str) -> torch.Tensor:
+        plain = words_to_colour([word])[0]
+        photo = plain + photo_bias
+        mean = (plain / plain.norm() + photo / photo.norm()) / 2
+        return mean / mean.norm()
+
+    d1, cos = text_direction(templated, "red", "green", templates=("{}", "a photo of {}"))
+    expected = by_hand("green") - by_hand("red")
+    assert torch.allclose(d1, expected / expected.norm(), atol=1e-6)
+    assert cos == pytest.approx(float(by_hand("red") @ by_hand("green")), abs=1e-6)
+    assert cos > 0.2  # the shared bias of "a photo of …" makes the two texts alike
+    assert not torch.allclose(d1, text_direction(templated, "red", "green")[0], atol=1e-2)
 
 
 def test_total_loss_and_default_lambda():
     assert default_lambda_recon(0.8) == pytest.approx(2.4)
     src = torch.rand(2, 3, 4, 4) * 0.2
-    edit = (src + 0.1).requires_grad_()
+    edit = (src + torch.tensor([0.0, 0.1, 0.05]).view(1, 3, 1, 1)).requires_grad_()
     delta_T, _ = text_direction(words_to_colour, "red", "green")
-    parts = asyrp_loss(mean_colour, edit, src, delta_T, lambda_recon=2.0)
+    keep = [text_direction(words_to_colour, "red", "blue")[0]]
+    # the parts by hand: ΔI from the mean colours, L1 from the pixels
+    delta_I = F.normalize(mean_colour(edit.detach()), dim=-1) - F.normalize(mean_colour(src), dim=-1)  # (2, 3)
+    cos = (delta_I @ delta_T) / delta_I.norm(dim=-1)
+    keep_cos = (delta_I @ keep[0]) / delta_I.norm(dim=-1)
+    recon = float((edit.detach() - src).abs().mean())
+    assert recon == pytest.approx(0.05, abs=1e-6)
+    for lambda_clip, lambda_recon, lambda_keep in ((1.0, 2.0, 0.0), (0.5, 3.0, 4.0)):
+        parts = asyrp_loss(mean_colour, edit, src, delta_T, lambda_recon=lambda_recon, lambda_clip=lambda_clip,
+                           keep_directions=keep, lambda_keep=lambda_keep, keep_reference=src)
+        expected = (lambda_clip * (1 - cos).mean() + lambda_recon * recon
+                    + lambda_keep * keep_cos.pow(2).mean())
+        assert float(parts["loss"].detach()) == pytest.approx(float(expected), abs=1e-5)
+        assert float(parts["direction"]) == pytest.approx(float((1 - cos).mean()), abs=1e-6)
+        assert float(parts["recon"]) == pytest.approx(recon, abs=1e-6)
+        assert float(parts["s_dir"]) == pytest.approx(float(cos.mean()), abs=1e-6)
     parts["loss"].backward()
-    assert edit.grad is not None and parts["recon"] == pytest.approx(0.1, abs=1e-6)
+    assert edit.grad is not None and edit.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("source, target, match", [("", "a face", "empty"), ("a face", "  ", "empty"),

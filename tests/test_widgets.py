@@ -143,7 +143,6 @@ def test_measurements_on_a_random_editor(scene):
     lin = measure_linearity(unet, schedule, editor, 500, judge, "red", x_T, num_steps=4)
     assert lin.mean_change[2] == pytest.approx(0.0, abs=1e-6)  # scale 0 changes nothing
     assert len(lin.mean_change) == 5 and -1 <= lin.pearson_r <= 1
-    assert pearson_r([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
     per_image = delta_h_along_trajectory(unet, schedule, editor, 500, x_T, num_steps=4)
     assert sorted(per_image) == [t for t in schedule.timesteps(4) if t >= 500][::-1]
     assert all(v.shape == (3, *h_shape(unet)) for v in per_image.values())
@@ -165,6 +164,46 @@ def test_measurements_on_a_random_editor(scene):
     assert set(combo) == {"a", "b"} and set(combo["a"]) == {"solo", "mixed", "ratio"}
     assert isinstance(ScaledEditor(editor, 2.0)(torch.randn(1, *h_shape(unet)), torch.randn(1, temb_dim(unet))),
                       torch.Tensor)
+
+
+def test_measurements_match_hand_computations(scene):
+    """Each number the h-space report prints, recomputed here from plain sampling and the judge's raw readings."""
+    import numpy as np
+
+    unet, schedule, (ea, eb) = scene.unet, scene.schedule, (scene.editors["a"][0], scene.editors["b"][0])
+    x_T = torch.randn(3, 3, 16, 16)
+
+    def judge(images):
+        return {"red": images[:, 0].mean((1, 2)), "green": images[:, 1].mean((1, 2))}
+
+    def change(delta_h, attribute: str) -> float:  # mean change of one attribute, sampled and judged by hand
+        edited = generate_edited(unet, x_T, schedule, delta_h, Intervals(500), 4).clamp(-1, 1)
+        plain = generate_edited(unet, x_T, schedule, None, Intervals(500), 4).clamp(-1, 1)
+        return float((judge(edited)[attribute] - judge(plain)[attribute]).mean())
+
+    # Pearson's r against numpy on data with offsets and both signs of correlation
+    x, y = [0.3, 1.7, 2.2, 5.0, 4.1], [10.1, 9.3, 12.0, 15.5, 11.2]
+    assert pearson_r(x, y) == pytest.approx(float(np.corrcoef(x, y)[0, 1]), abs=1e-9)
+    assert pearson_r(x, [-v for v in y]) == pytest.approx(-float(np.corrcoef(x, y)[0, 1]), abs=1e-9)
+    # linearity: scale s means Δh = s · f_t, in the order of the scales
+    lin = measure_linearity(unet, schedule, ea, 500, judge, "red", x_T, num_steps=4, scales=(-1.0, 0.5, 2.0))
+    hand = [change(lambda h, temb, s=s: s * ea(h, temb), "red") for s in (-1.0, 0.5, 2.0)]
+    assert lin.mean_change == pytest.approx(hand, abs=1e-6) and lin.pearson_r == pytest.approx(
+        float(np.corrcoef([-1.0, 0.5, 2.0], hand)[0, 1]), abs=1e-6)
+    # combinations: solo is one editor alone, mixed is Δh_a + Δh_b, ratio is mixed / solo
+    combo = combination_effects(unet, schedule, {"a": (ea, 500, "red"), "b": (eb, 500, "green")}, judge, x_T, 4)
+    for name, editor, attribute in (("a", ea, "red"), ("b", eb, "green")):
+        mixed = change(lambda h, temb: ea(h, temb) + eb(h, temb), attribute)
+        assert combo[name]["solo"] == pytest.approx(change(editor, attribute), abs=1e-6)
+        assert combo[name]["mixed"] == pytest.approx(mixed, abs=1e-6)
+        assert combo[name]["ratio"] == pytest.approx(mixed / combo[name]["solo"], rel=1e-5)
+    # consistency across timesteps: entry (i, j) is cos(Δh_{t_i}, Δh_{t_j}), timesteps from T down
+    per_t = {t: torch.randn(1, 4, 2, 2) for t in (100, 700, 400)}
+    ts, cos = timestep_cosines(per_t)
+    assert ts == [700, 400, 100]
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        expected = F.cosine_similarity(per_t[ts[i]].flatten(), per_t[ts[j]].flatten(), dim=0)
+        assert float(cos[i, j]) == pytest.approx(float(expected), abs=1e-6) and cos[j, i] == cos[i, j]
 
 
 def test_scene_inverts_as_its_editors_were_trained(tiny_unet, tmp_path):
