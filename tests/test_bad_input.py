@@ -9,19 +9,20 @@ from asyrp_edu.checks import check_images
 from asyrp_edu.ddim import Schedule, ddim_invert
 
 
-@pytest.mark.parametrize("images, match", [
-    (torch.zeros(3, 32, 32), "add a batch axis"),
-    (torch.zeros(1, 32, 32, 3), "permute"),
-    (torch.zeros(1, 3, 64, 64), "resize"),
-    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "127.5"),
-    (torch.full((1, 3, 32, 32), 255.0), "x / 127.5 - 1"),
-    (torch.full((1, 3, 32, 32), 0.5).index_fill_(3, torch.tensor([0]), 1.5), "x \\* 2 - 1"),
-    (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
-    ([[0.0]], "torch.Tensor"),
+@pytest.mark.parametrize("images, error, match", [
+    (torch.zeros(3, 32, 32), ValueError, "add a batch axis"),
+    (torch.zeros(1, 32, 32, 3), ValueError, "permute"),
+    (torch.zeros(1, 3, 64, 64), ValueError, "resize"),
+    (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), TypeError, "127.5"),
+    (torch.full((1, 3, 32, 32), 255.0), ValueError, "x / 127.5 - 1"),
+    (torch.full((1, 3, 32, 32), 0.5).index_fill_(3, torch.tensor([0]), 1.5), ValueError, "x \\* 2 - 1"),
+    (torch.full((1, 3, 32, 32), float("nan")), ValueError, "NaN.*torch.nan_to_num"),
+    ([[0.0]], TypeError, "torch.Tensor"),
 ])
-def test_bad_images_name_the_fix(images, match):
-    with pytest.raises((ValueError, TypeError), match=match):
+def test_bad_images_name_the_fix(images, error, match):
+    with pytest.raises(error, match=match) as raised:
         check_images(images, size=32)
+    assert type(raised.value) is error  # not a subclass: callers catch exactly these
 
 
 def test_inversion_rejects_images_outside_the_unit_range():

@@ -1,4 +1,5 @@
 """Editing/boosting intervals from the authors' LPIPS tables, and their bad-input errors."""
+import os
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,9 @@ from asyrp_edu.ddim import Schedule
 from asyrp_edu.intervals import (REFERENCE_DIR, DistanceTable, check_intervals, compute_tables, reference_table,
                                  t_boost_from_table, t_edit_from_table, toy_perceptual_distance)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "asyrp_official" / "lpips"
+# shared/ lies beside the checkout (here and in CI); ASYRP_EDU_REFERENCE points elsewhere if needed
+SHARED = Path(os.environ.get("ASYRP_EDU_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"
+                             / "asyrp_official")) / "lpips"
 
 
 def test_shipped_tables_equal_the_authors_files():
@@ -59,8 +62,34 @@ def test_toy_tables_rise_with_t():
     # a zero ε-predictor: P_t = x_t / sqrt(alpha_bar_t), which drifts away from x0 as t grows
     p_table, x_table = compute_tables(lambda x, t: torch.zeros_like(x), images, schedule, stride=100,
                                       progress=False)
-    assert x_table.distance[0] < 0.5 * x_table.distance[-1]
+    assert x_table.distance[0] < 0.5 * x_table.distance[-1] and p_table.distance[0] < 0.5 * p_table.distance[-1]
+    assert x_table.t == p_table.t == list(range(100, 1000, 100))
     assert toy_perceptual_distance(images, images).abs().max() == 0
+    # a constant offset c has no edges, so each pyramid level adds exactly c and the mean over the levels is c
+    assert torch.allclose(toy_perceptual_distance(images, images + 0.1), torch.full((8,), 0.1), atol=1e-6)
+
+
+def test_tables_match_the_forward_process_by_hand():
+    from asyrp_edu import toy
+
+    schedule = Schedule.linear()
+    images, _ = toy.sample(8, seed=0, heldout=True)
+    alpha_bar = schedule.alpha_bar.double()
+
+    def oracle(x_t, t):  # the true noise, solved from x_t = sqrt(alpha_bar)·x0 + sqrt(1 − alpha_bar)·ε
+        a = alpha_bar[t].view(-1, 1, 1, 1).float()
+        return (x_t - a.sqrt() * images) / (1 - a).sqrt()
+
+    def mse(a, b):
+        return (a - b).pow(2).mean(dim=(1, 2, 3))
+
+    p_table, x_table = compute_tables(oracle, images, schedule, distance=mse, stride=100, progress=False)
+    assert max(p_table.distance) < 1e-8  # a perfect ε-predictor gives P_t = x0 at every t
+    # E|x_t − x0|² = (sqrt(alpha_bar) − 1)²·E[x0²] + (1 − alpha_bar), with ε ~ N(0, 1)
+    x0_sq = float(images.double().pow(2).mean())
+    for t, measured in zip(x_table.t, x_table.distance):
+        a = float(alpha_bar[t])
+        assert measured == pytest.approx((a ** 0.5 - 1) ** 2 * x0_sq + (1 - a), rel=0.05), t
 
 
 def test_cli_prints_both_intervals(capsys):

@@ -77,6 +77,14 @@ def test_toy_ldm_has_h_at_8x8_and_denoises_latents():
     assert float((pred - eps).pow(2).mean()) < 0.5  # predicting zero would score 1.0
 
 
+def test_tiny_clip_zero_shot_accuracy():
+    # Issue 3, item 3: ≥ 95% on each binary choice between an attribute's two prompts, on held-out faces
+    from asyrp_edu.tiny_clip import PROMPTS, load_tiny_clip, zero_shot_accuracy
+
+    accuracy = zero_shot_accuracy(load_tiny_clip(), n=256, seed=5)
+    assert set(accuracy) == set(PROMPTS) and min(accuracy.values()) >= 0.95, accuracy
+
+
 def test_tiny_clip_text_directions_are_clean():
     # Faces that differ in one attribute only move E_I along that attribute's ΔT, and not along the others'.
     from asyrp_edu.tiny_clip import direction_crosstalk, load_tiny_clip

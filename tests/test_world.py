@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from asyrp_edu import registry, world
+from asyrp_edu.intervals import REFERENCE_DIR
+from asyrp_edu.losses import text_direction
 from asyrp_edu.models import CELEBA_HQ_LAYOUT_SMALL, build_unet
 from asyrp_edu.tiny_clip import load_tiny_clip
 
@@ -18,9 +20,19 @@ def test_a_real_world_from_a_folder_uses_the_authors_tables(tmp_path, monkeypatc
         w = world.load_world(str(tmp_path), device="cpu")
     assert w.image_size == 32 and w.num_steps == 40
     t_edit, t_boost = w.intervals_for("a sad cartoon face", "a smiling cartoon face")
+    # the paper's rules read straight off the authors' files: the first t reaching 0.33·cos, and 1.2
+    cosine = text_direction(load_tiny_clip().encode_text, "a sad cartoon face", "a smiling cartoon face")[1]
+    assert t_edit == _first_t_reaching(REFERENCE_DIR / "celeba_LPIPS_distance_x0_t.tsv", 0.33 * cosine)
+    assert t_boost == _first_t_reaching(REFERENCE_DIR / "celeba_LPIPS_distance_x.tsv", 1.2) == 167
     assert 0 < t_boost < t_edit < 1000
     with pytest.raises(KeyError, match="smiling"):
         w.editor("no such edit")
+
+
+def _first_t_reaching(path, threshold: float) -> int:
+    """The smallest t of a two-column TSV whose value is ≥ threshold, parsed without the library."""
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    return min(int(t) for t, d in rows if float(d) >= threshold)
 
 
 def test_clip_judge_reads_the_edit_direction_on_ground_truth_faces():
@@ -40,4 +52,9 @@ def test_toy_world_measures_its_tables_only_when_asked():
     w = world.load_world("toy", device="cpu")
     assert w.edit_table is None  # loading stays fast for the notebooks that never ask
     t_edit, t_boost = w.intervals_for("a sad cartoon face", "a smiling cartoon face")
-    assert w.edit_table is not None and 0 < t_edit < 1000 and 0 < t_boost < 1000
+    assert w.edit_table is not None and 0 < t_boost <= t_edit < 1000
+    cosine = text_direction(w.clip.encode_text, "a sad cartoon face", "a smiling cartoon face")[1]
+    d = dict(zip(w.edit_table.t, w.edit_table.distance))  # t_edit is the first t whose P_t is 0.33·cos away
+    assert d[t_edit] >= 0.33 * cosine and all(v < 0.33 * cosine for t, v in d.items() if t < t_edit)
+    b = dict(zip(w.boost_table.t, w.boost_table.distance))  # t_boost the first t whose x_t is 1.2 away
+    assert b[t_boost] >= 1.2 and all(v < 1.2 for t, v in b.items() if t < t_boost)
