@@ -67,3 +67,15 @@ def test_step_scale_and_mix_checks():
     assert exercises.check_mixed_delta(lambda ds, cs: sum(c * d for c, d in zip(cs, ds)))
     v = exercises.check_mixed_delta(lambda ds, cs: sum(ds))
     assert not v and "coefficient" in v.message
+
+
+def test_latent_exercises_of_notebook_07():
+    # z = (E(x) − shift) · scale, and the CLIP loss sees D(P_t) with P_t = (z_t − sqrt(1 − ā)·ε) / sqrt(ā)
+    assert exercises.check_latent_scaling(lambda raw, scale, shift: (raw - shift) * scale)
+    v = exercises.check_latent_scaling(lambda raw, scale, shift: raw * scale - shift)
+    assert not v and "subtract the shift" in v.message
+    assert not exercises.check_latent_scaling(lambda raw, scale, shift: raw / scale + shift)
+    assert exercises.check_decoded_P_t(lambda z, e, a, decode: decode((z - (1 - a) ** 0.5 * e) / a ** 0.5))
+    v = exercises.check_decoded_P_t(lambda z, e, a, decode: decode(z))
+    assert not v and "decode P_t" in v.message
+    assert not exercises.check_decoded_P_t(lambda z, e, a, decode: (z - (1 - a) ** 0.5 * e) / a ** 0.5)

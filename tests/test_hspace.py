@@ -70,6 +70,15 @@ def _mid_block_io(unet, x, t, labels=None):
     return eps, seen["h"], seen["emb"]
 
 
+def _eps_with_added_h(unet, x, t, labels, add) -> torch.Tensor:
+    """ε from one full forward pass with h_t ← h_t + add(h_t, temb), written here rather than taken from hspace."""
+    handle = unet.mid_block.register_forward_hook(lambda m, inputs, out: out + add(out, inputs[1]))
+    try:
+        return unet(x, t, labels).sample
+    finally:
+        handle.remove()
+
+
 def _random_f_t(channels: int, temb_dim: int) -> DeltaBlock:
     """A DeltaBlock whose conv2 is not zero, so that Δh_t = f_t(h_t, temb) really depends on h_t and t."""
     torch.manual_seed(3)
@@ -135,6 +144,9 @@ def test_asymmetric_eps_matches_two_full_passes(case, batched, share_skips):
         ref_eps, ref_edit = hspace.two_pass_eps(unet, x, t, delta_h, labels)
         assert_close(eps, ref_eps, **TOL)
         assert_close(eps_edit, ref_edit, **TOL)
+        # f_t sees h_t and the U-Net's own temb of this t: Δh_t = f_t(h_t, temb)
+        by_hand = _eps_with_added_h(unet, x, t, labels, (lambda h, emb: delta) if delta_h is delta else f_t)
+        assert_close(eps_edit, by_hand, **TOL)
         assert_close(h, _mid_block_io(unet, x, t, labels)[1], **TOL)
         assert (eps_edit - eps).abs().max() > 1e-3, name  # the edit does something
 

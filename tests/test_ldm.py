@@ -5,6 +5,7 @@ import time
 
 import pytest
 import torch
+from diffusers import DDIMScheduler
 
 from asyrp_edu import toy
 from asyrp_edu.autoencoder import TOY_VAE_CONFIG, LatentCodec, build_autoencoder, train_autoencoder
@@ -83,6 +84,17 @@ def test_trajectory_frames_are_decoded_images_and_make_a_gif(tmp_path, tiny_ldm)
     # the last frame is the decoded result of the same reverse process
     result = ddim_generate(unet_noise_model(unet), z_T, schedule, 5, clip_x0=False, progress=False)
     assert torch.allclose(frames[-1].x_t, codec.decode(result).clamp(-1, 1), atol=1e-5)
+    # frame k shows step k's input z_t and its predicted latent, both decoded (stepped here by diffusers)
+    reference = DDIMScheduler(beta_schedule="linear", clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    reference.set_timesteps(5)
+    z = z_T
+    with torch.no_grad():
+        for frame, t in zip(frames, reference.timesteps):
+            out = reference.step(unet(z, t).sample, t, z)
+            assert frame.t == int(t)
+            assert torch.allclose(frame.x_t, codec.decode(z).clamp(-1, 1), atol=1e-4), int(t)
+            assert torch.allclose(frame.P_t, codec.decode(out.pred_original_sample).clamp(-1, 1), atol=1e-4), int(t)
+            z = out.prev_sample
     data = frames_to_gif(frames, tmp_path / "movie.gif", n_images=2)
     gif = Image.open(io.BytesIO(data))
     assert gif.format == "GIF" and gif.n_frames == 6

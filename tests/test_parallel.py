@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from asyrp_edu.parallel import ProcessGroup
@@ -53,3 +54,19 @@ def test_two_processes_under_accelerate_launch_train_the_same_editor_as_one(tmp_
         assert float((a[k] - b[k]).norm() / a[k].norm().clamp(min=1e-12)) < 1e-3, k
     # each process inverted only its own images
     assert len(list((tmp_path / "two" / "cache").glob("inversion_*"))) == 2
+
+
+def test_gradients_are_averaged_not_summed(monkeypatch):
+    # all_reduce stands in for a second process whose gradient is g_other: the step must use (g + g_other) / 2
+    import torch.distributed as dist
+
+    module = torch.nn.Linear(3, 2)
+    g, g_other = torch.randn(2, 3), torch.randn(2, 3)
+    module.weight.grad = g.clone()  # the bias has no gradient and must be left alone
+    calls = []
+    monkeypatch.setattr(dist, "all_reduce", lambda t, op=None: calls.append(op) or t.add_(g_other))
+    ProcessGroup(rank=0, size=2).average_gradients(module)
+    assert torch.allclose(module.weight.grad, (g + g_other) / 2) and module.bias.grad is None
+    assert calls == [dist.ReduceOp.SUM]
+    ProcessGroup().average_gradients(module)  # a group of one leaves the gradient as it is
+    assert torch.allclose(module.weight.grad, (g + g_other) / 2) and len(calls) == 1

@@ -31,6 +31,27 @@ def test_each_attribute_changes_the_image(name):
     assert (a - b).abs().mean() > 0.004, name
 
 
+def test_each_attribute_changes_the_image_the_way_its_captions_say():
+    """Low and high ends in the pixels' own terms: tanned skin is darker, blonde hair brighter and yellow, large eyes
+    show more white, glasses add dark frames (captions and the judge would otherwise learn the names backwards)."""
+    def brightness(img):
+        return float(img.mean())
+
+    def count(mask):
+        return int(mask.all(0).sum())
+
+    def face(**a):
+        return toy.render({k: torch.tensor([v]) for k, v in a.items()})[0]  # (3, 32, 32)
+
+    cheek = (slice(None), 18, 16)
+    hair = (slice(None), slice(4, 8), slice(12, 20))
+    assert brightness(face(skin_tone=1.0)[cheek]) < brightness(face(skin_tone=0.0)[cheek]) - 0.5
+    blonde, black = face(hair_color=1.0)[hair].mean((1, 2)), face(hair_color=0.0)[hair].mean((1, 2))
+    assert brightness(blonde) > brightness(black) + 0.5 and float(blonde[0]) > float(blonde[2]) + 0.5
+    assert count(face(eye_size=1.0) > 0.8) >= count(face(eye_size=0.0) > 0.8) + 6  # the whites of the eyes
+    assert count(face(glasses=1.0) < -0.7) > 0 == count(face(glasses=0.0) < -0.7)  # dark frames
+
+
 def test_smile_moves_mouth_corners_up():
     def corner_minus_centre_row(img):
         """Mean row of the mouth's red pixels at its outer columns minus at its centre column (rows grow down)."""

@@ -99,6 +99,9 @@ def test_load_editor_refuses_another_models_editor(setup, tmp_path):
     result = train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path / "ok", progress=False)
     editor, loaded_config = load_editor(unet, result.weights)
     assert loaded_config == config and not editor.training
+    trained, loaded = result.editor.state_dict(), editor.state_dict()
+    assert list(loaded) == list(trained) and float(trained["conv2.weight"].abs().sum()) > 0  # conv2 starts at 0
+    assert all(torch.equal(loaded[k], trained[k]) for k in trained)
     save_safetensors_atomic(DeltaBlock(64, 128).state_dict(), tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="64 channels"):
         load_editor(unet, tmp_path / "other.safetensors")
@@ -163,3 +166,54 @@ def test_keep_loss_holds_the_kept_direction_still(setup, tmp_path):
         change = clip.encode_image(edited) - clip.encode_image(plain)  # (4, 3)
         moved[lambda_keep] = float((change[:, 2] - change[:, 0]).abs().mean())  # along blue − red
     assert moved[10.0] < 0.5 * moved[0.0], moved
+
+
+def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch):
+    """reference='authors', lr 0: every step's x_t, P_t^edit and loss inputs, recomputed with diffusers' schedule."""
+    from diffusers import DDIMScheduler
+
+    import asyrp_edu.train_asyrp as train_asyrp
+    from asyrp_edu.editing import ConstantDeltaH
+    from asyrp_edu.hspace import h_shape
+
+    class LeaningClip(ColourClip):  # 'red' leans towards 'green', so cos(E_T(red), E_T(green)) and λ_recon are not 0
+        def encode_text(self, prompts):
+            return torch.tensor([{"red": [1.0, 0.5, 0.0], "green": [0.0, 1.0, 0.0]}[p] for p in prompts])
+
+    unet, schedule, images, config = setup
+    config.reference, config.t_edit, config.lr = "authors", 375, 0.0  # lr 0: Δh stays what we set
+    editor = ConstantDeltaH(h_shape(unet))
+    torch.nn.init.normal_(editor.delta, std=1.0, generator=torch.Generator().manual_seed(0))
+    steps, losses = [], []
+    real_eps, real_loss = train_asyrp.asymmetric_eps, train_asyrp.asyrp_loss
+    monkeypatch.setattr(train_asyrp, "asymmetric_eps", lambda unet, x, t, f: steps.append((t, x.clone())) or
+                        real_eps(unet, x, t, f))
+    monkeypatch.setattr(train_asyrp, "asyrp_loss", lambda *args: losses.append(args) or real_loss(*args))
+    train_editor(unet, schedule, LeaningClip(), images, config, tmp_path, progress=False, editor=editor)
+
+    reference = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    reference.set_timesteps(8)
+    grid = [int(t) for t in reference.timesteps]  # 875, 750, …, 0
+    edited_ts = [t for t in grid if t >= 375]
+    assert [t for t, _ in steps] == edited_ts * 2  # two batches of two images, each over [T, t_edit]
+    cos = 0.5 / 1.25 ** 0.5  # cos((1, 0.5, 0), (0, 1, 0))
+    alpha_bar = reference.alphas_cumprod.double()
+    x_T = train_asyrp.cached_inversion(unet, schedule, images, 8, tmp_path / "cache", progress=False)
+    for batch in (slice(0, 2), slice(2, 4)):
+        x = x_T[batch].double()
+        for t, t_prev in zip(edited_ts, grid[1:]):
+            (seen_t, seen_x), args = steps.pop(0), losses.pop(0)
+            assert seen_t == t and torch.allclose(seen_x.double(), x, atol=1e-4), t
+            with torch.no_grad():
+                eps = unet(seen_x, t).sample.double()
+                hook = unet.mid_block.register_forward_hook(lambda m, i, h: h + editor.delta)
+                eps_edit = unet(seen_x, t).sample.double()
+                hook.remove()
+            a, a_prev = alpha_bar[t], alpha_bar[t_prev]
+            # P_t from the edited ε, D_t from the unedited one: x_{t−1} = sqrt(ā_{t−1})·P_t + sqrt(1 − ā_{t−1})·ε
+            P_edit = (seen_x.double() - (1 - a).sqrt() * eps_edit) / a.sqrt()
+            x = a_prev.sqrt() * P_edit + (1 - a_prev).sqrt() * eps
+            _, loss_P_edit, recon_reference, _, lambda_recon, _, _, clip_reference = args[:8]
+            assert torch.allclose(loss_P_edit.detach().double(), P_edit, atol=1e-3), t
+            assert torch.equal(recon_reference, images[batch]) and torch.equal(clip_reference, images[batch])
+            assert lambda_recon == pytest.approx(3 * cos, abs=1e-6)

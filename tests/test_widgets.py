@@ -83,7 +83,23 @@ def test_t_edit_and_scrubber(scene):
     frame = widgets.render_scrubber(scene, "a", 0)
     assert frame.shape == (3, 32, 48)
     assert torch.allclose(frame[:, :16, :16], scene.x_T[0].clamp(-1, 1))  # first column of step 0 is x_T
+    assert torch.allclose(frame[:, 16:, :16], scene.x_T[0].clamp(-1, 1))  # both trajectories start there
     assert widgets.timestep_of(scene, 0) == scene.schedule.timesteps(4)[0]
+    # the unedited row at step 2, by diffusers' DDIMScheduler: x_t (the step's input) and P_t (pred_original_sample)
+    from diffusers import DDIMScheduler
+
+    reference = DDIMScheduler(beta_schedule="linear", clip_sample=False, set_alpha_to_one=True, steps_offset=0)
+    reference.set_timesteps(4)
+    x = scene.x_T
+    with torch.no_grad():
+        for t in reference.timesteps[:3]:
+            x_t, out = x, reference.step(scene.unet(x, t).sample, t, x)
+            x = out.prev_sample
+    frame = widgets.render_scrubber(scene, "a", 2)
+    assert widgets.timestep_of(scene, 2) == int(reference.timesteps[2])
+    assert torch.allclose(frame[:, :16, :16], x_t[0].clamp(-1, 1), atol=1e-4)
+    assert torch.allclose(frame[:, :16, 16:32], out.pred_original_sample[0].clamp(-1, 1), atol=1e-4)
+    assert (frame[:, 16:, 16:32] - frame[:, :16, 16:32]).abs().max() > 1e-2  # the edited row's P_t moved
 
 
 def test_bad_slider_values_are_clear_errors(scene):
@@ -113,15 +129,28 @@ def test_widgets_show_messages_and_keep_working(scene):
     assert "t = " in scrub.children[0].value and scrub.message.value == ""
 
 
-def _png(mode: str, size: tuple[int, int]) -> bytes:
+def _png(mode: str, size: tuple[int, int], color=0, left_stripe=None) -> bytes:
+    """A PNG of one colour; left_stripe=(width, colour) paints the leftmost columns another colour."""
+    image = Image.new(mode, size, color)
+    if left_stripe is not None:
+        image.paste(left_stripe[1], (0, 0, left_stripe[0], size[1]))
     buffer = io.BytesIO()
-    Image.new(mode, size).save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def test_uploaded_images_are_checked_and_converted(monkeypatch):
     x, note = widgets.load_user_image(_png("RGB", (64, 48)), 32)
     assert x.shape == (1, 3, 32, 32) and -1 <= float(x.min()) and float(x.max()) <= 1 and "48×48" in note
+    # pixel values map 0 … 255 to −1 … 1: (255, 0, 128) -> (1, −1, 1/255)
+    x, _ = widgets.load_user_image(_png("RGB", (40, 40), (255, 0, 128)), 32)
+    assert torch.allclose(x[0, :, 5, 5], torch.tensor([1.0, -1.0, 1 / 255]), atol=1e-6)
+    # the centre crop drops the 8 red columns at the left of a 64×48 image (it keeps columns 8 … 55)
+    x, _ = widgets.load_user_image(_png("RGB", (64, 48), (0, 0, 255), left_stripe=(8, (255, 0, 0))), 32)
+    assert float(x[0, 0].max()) == -1.0 and float(x[0, 2].min()) == 1.0
+    # a transparent image becomes white, as the note says
+    x, note = widgets.load_user_image(_png("RGBA", (40, 40), (0, 0, 0, 0)), 32)
+    assert torch.equal(x, torch.ones_like(x)) and "white" in note
     assert "white" in widgets.load_user_image(_png("RGBA", (40, 40)))[1]
     assert "converted to RGB" in widgets.load_user_image(_png("L", (40, 40)))[1]
     with pytest.raises(ValueError, match="not an image"):
