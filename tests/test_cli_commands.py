@@ -1,0 +1,65 @@
+"""The `asyrp-edu` commands for the demo and the shipped toy models: demo, measure, train-vae, train-evaluator,
+train-ddpm --world toy-ldm, and the weights manifest."""
+import json
+import re
+
+import pytest
+import torch
+from PIL import Image
+
+from asyrp_edu.cli import main
+
+
+def test_demo_writes_the_figure_of_the_readme(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ASYRP_EDU_SMOKE", "1")  # 10 steps instead of 50 and 40
+    main(["demo", "--out", str(tmp_path / "figures" / "demo.png")])
+    image = Image.open(tmp_path / "figures" / "demo.png")
+    assert image.format == "PNG" and image.width > image.height > 300  # four rows of eight faces with titles
+    mse = float(re.search(r"reconstruction MSE ([0-9.]+)", capsys.readouterr().out).group(1))
+    assert mse < 0.005  # held-out faces come back from their x_T (an unrelated face is ~0.5 away)
+
+
+def test_measure_reports_the_toy_ddpm(capsys):
+    main(["measure", "--samples", "16", "--sample-steps", "5", "--heldout", "4", "--inversion-steps", "5"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["evaluator_on_generator_images"]["glasses_accuracy"] >= 0.95
+    gaps = {}
+    for name, m in report["sample_marginals"].items():  # the gap is the larger of the mean's and the spread's
+        gaps[name] = max(abs(m["model_mean"] - m["generator_mean"]), abs(m["model_std"] - m["generator_std"]))
+        assert m["max_gap"] == pytest.approx(gaps[name], abs=1e-6), name
+    assert set(gaps) == {"mouth", "eye_size", "skin_tone", "hair_color", "glasses"}
+    assert report["max_marginal_gap"] == pytest.approx(max(gaps.values()), abs=1e-6)
+    recon = report["reconstruction"]
+    assert recon["n"] == 4 and recon["steps"] == 5 and recon["mse"] < 0.5 * recon["mse_plain_ddim_inversion"]
+
+
+def test_training_commands_write_weights_that_load(tmp_path, capsys, monkeypatch):
+    from asyrp_edu.autoencoder import load_toy_autoencoder
+    from asyrp_edu.evaluator import load_evaluator
+    from asyrp_edu.ldm import load_toy_ldm
+
+    monkeypatch.chdir(tmp_path)
+    main(["train-vae", "--out", "vae", "--steps", "2", "--batch-size", "4"])
+    assert "weights after 2 steps" in capsys.readouterr().out
+    codec = load_toy_autoencoder(tmp_path / "vae" / "toy_vae.safetensors")
+    main(["train-evaluator", "--out", "judge.safetensors", "--steps", "2"])
+    judge = load_evaluator(tmp_path / "judge.safetensors")
+    assert set(judge(torch.zeros(2, 3, 32, 32))) >= {"mouth", "glasses"}
+    main(["train-ddpm", "--world", "toy-ldm", "--out", "ldm", "--steps", "2", "--batch-size", "2",
+          "--autoencoder", "vae/toy_vae.safetensors"])
+    assert "EMA weights after 2 steps" in capsys.readouterr().out
+    ldm = load_toy_ldm(tmp_path / "ldm" / "toy_ldm.safetensors", tmp_path / "vae" / "toy_vae.safetensors")
+    z = codec.encode(torch.zeros(1, 3, 32, 32))
+    assert ldm.unet(z, torch.tensor([500])).sample.shape == z.shape  # the latent U-Net runs on this VAE's latents
+    with pytest.raises(SystemExit, match="real models come pretrained"):
+        main(["train-ddpm", "--world", "celeba_hq"])
+
+
+def test_manifest_lists_the_shipped_weights_as_they_are(tmp_path, monkeypatch):
+    from asyrp_edu import manifest, models
+
+    shipped = json.loads(models.MANIFEST.read_text())
+    monkeypatch.setattr(manifest, "MANIFEST", tmp_path / "manifest.json")
+    assert manifest.write_manifest() == shipped == json.loads((tmp_path / "manifest.json").read_text())
+    assert set(shipped) == {p.name for p in models.WEIGHTS_DIR.glob("*.safetensors")}
+    assert list(tmp_path.iterdir()) == [tmp_path / "manifest.json"]  # the temporary file is gone
