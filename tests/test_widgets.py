@@ -1,4 +1,5 @@
 """Live steering: render functions, the widget layer's bad-input messages, uploads, and h-space measurements."""
+import datetime
 import io
 
 import pytest
@@ -127,6 +128,47 @@ def test_widgets_show_messages_and_keep_working(scene):
     scrub = sliders.scrubber_widget(scene, "a")
     scrub.children[1].value = 3
     assert "t = " in scrub.children[0].value and scrub.message.value == ""
+
+
+def test_a_render_error_shows_in_the_widget_and_keeps_the_last_image(scene):
+    from asyrp_edu import sliders
+
+    fail = {"now": False}
+
+    def render():
+        if fail["now"]:
+            raise ValueError("this edit needs a smaller t_edit")
+        return widgets.render_strength(scene, "a", 1.0)
+
+    slider = sliders._slider("strength")
+    panel = sliders._panel(render, [slider])
+    shown = panel.image.value
+    fail["now"] = True
+    slider.value = 0.5
+    assert "this edit needs a smaller t_edit" in panel.message.value and panel.image.value == shown
+    fail["now"] = False
+    slider.value = 0.7  # the kernel and the widget keep working
+    assert panel.message.value == ""
+
+
+def test_upload_widget_inverts_a_picture_and_explains_a_bad_file(scene, tmp_path):
+    from asyrp_edu import sliders
+
+    scenes = []
+    box = sliders.upload_widget(scene.unet, scene.schedule, scenes.append, editors=scene.editors, num_steps=4,
+                                cache_dir=str(tmp_path))
+    upload, message = box.children
+
+    def send(data: bytes) -> None:
+        upload.value = ({"name": "mine.png", "type": "image/png", "size": len(data), "content": memoryview(data),
+                         "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)},)
+
+    send(b"certainly not a PNG")
+    assert "not an image" in message.value and scenes == []
+    send(_png("L", (40, 40), 200))  # greyscale: converted, with a note
+    assert len(scenes) == 1 and "converted to RGB" in message.value and "inverted your image" in message.value
+    assert scenes[0].original.shape == (1, 3, 16, 16) and scenes[0].x_T.shape == (1, 3, 16, 16)
+    assert torch.allclose(scenes[0].original, torch.full((1, 3, 16, 16), 200 / 127.5 - 1), atol=1e-6)
 
 
 def _png(mode: str, size: tuple[int, int], color=0, left_stripe=None) -> bytes:
