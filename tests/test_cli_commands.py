@@ -63,3 +63,29 @@ def test_manifest_lists_the_shipped_weights_as_they_are(tmp_path, monkeypatch):
     assert manifest.write_manifest() == shipped == json.loads((tmp_path / "manifest.json").read_text())
     assert set(shipped) == {p.name for p in models.WEIGHTS_DIR.glob("*.safetensors")}
     assert list(tmp_path.iterdir()) == [tmp_path / "manifest.json"]  # the temporary file is gone
+
+
+def test_hspace_report_is_consistent_with_itself_and_numpy(capsys):
+    """`asyrp-edu hspace` at a tiny size: every derived number follows from the measured ones as documented."""
+    import numpy as np
+
+    main(["hspace", "--n", "2", "--steps", "4"])
+    report = json.loads(capsys.readouterr().out)
+    edits = ("smiling", "glasses", "tanned", "blonde")
+    assert report["n"] == 2 and set(report["linearity"]) == set(report["homogeneity"]) == set(edits)
+    for edit in edits:
+        lin, hom = report["linearity"][edit], report["homogeneity"][edit]
+        assert lin["scales"] == [-1.0, -0.5, 0.0, 0.5, 1.0] and lin["mean_change"][2] == 0.0
+        if np.std(lin["mean_change"]) > 0:
+            assert lin["pearson_r"] == pytest.approx(float(np.corrcoef(lin["scales"], lin["mean_change"])[0, 1]))
+        assert hom["f_t"] == lin["mean_change"][4]  # f_t's own effect is scale 1 of the linearity strip
+        for share, effect in (("share_images", "mean_over_images"), ("share_images_and_t", "mean_over_images_and_t"),
+                              ("share_images_and_t_length_kept", "mean_over_images_and_t_length_kept")):
+            assert hom[share] == pytest.approx(hom[effect] / hom["f_t"]), (edit, share)
+        assert -1 <= hom["mean_cos_across_t"] <= 1
+    assert set(report["combinations"]) == {"smiling + glasses", "smiling + glasses + tanned"}
+    for group, parts in report["combinations"].items():
+        assert list(parts) == group.split(" + ")
+        for edit, c in parts.items():
+            assert c["solo"] == report["homogeneity"][edit]["f_t"]  # measured once, shared
+            assert c["ratio"] == pytest.approx(c["mixed"] / c["solo"] if c["solo"] else 0.0)
