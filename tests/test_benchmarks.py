@@ -1,0 +1,42 @@
+"""The quick benchmarks still run and print their ratios (timings are read by people, not asserted here)."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(script: str, *args: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_asymmetric_step_cost_prints_both_ratios():
+    out = run_benchmark("asymmetric_step_cost.py", "--size", "64", "--reps", "1")
+    ratios = re.search(r"asymmetric / plain = ([0-9.]+) .*naive / plain = ([0-9.]+)", out)
+    assert ratios, out
+    flop_ratio = re.search(r"asymmetric\s+[0-9.]+\s+[0-9.]+\s+([0-9.]+)", out)
+    assert flop_ratio and float(flop_ratio.group(1)) == pytest.approx(1.52, abs=0.05), out  # counted, not timed
+
+
+def test_slider_latency_renders_the_same_image_both_ways():
+    out = run_benchmark("slider_latency.py", "--steps", "4", "--repeats", "3")
+    differ = re.search(r"traced and eager images differ by ([0-9.e+-]+)", out)
+    assert differ and float(differ.group(1)) < 1e-4, out
+    assert re.search(r"median traced \(the widgets\) [0-9.]+ s", out), out
+    shares = [float(v) for v in re.findall(r"([0-9.]+) %", out)]
+    assert sum(shares) == pytest.approx(100, abs=0.5), out  # the stages account for the whole render
+
+
+def test_toy_world_speed_prints_its_rate():
+    out = run_benchmark("toy_world_speed.py")
+    rows = re.findall(r"([0-9]+) images/s on one core\s+\(([0-9.]+)x the goal of 2000\)", out)
+    assert len(rows) == 3, out
+    assert all(float(ratio) == pytest.approx(int(rate) / 2000, abs=0.051) for rate, ratio in rows), out
