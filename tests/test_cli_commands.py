@@ -82,7 +82,7 @@ def test_hspace_report_is_consistent_with_itself_and_numpy(capsys):
         for share, effect in (("share_images", "mean_over_images"), ("share_images_and_t", "mean_over_images_and_t"),
                               ("share_images_and_t_length_kept", "mean_over_images_and_t_length_kept")):
             assert hom[share] == pytest.approx(hom[effect] / hom["f_t"]), (edit, share)
-        assert -1 <= hom["mean_cos_across_t"] <= 1
+        assert hom["mean_cos_across_t"] > 0.5, edit  # Δh_t points one way at every edited t (0.81–0.97 here)
     assert set(report["combinations"]) == {"smiling + glasses", "smiling + glasses + tanned"}
     for group, parts in report["combinations"].items():
         assert list(parts) == group.split(" + ")

@@ -21,7 +21,7 @@ def test_a_real_world_from_a_folder_uses_the_authors_tables(tmp_path, monkeypatc
     assert w.image_size == 32 and w.num_steps == 40
     t_edit, t_boost = w.intervals_for("a sad cartoon face", "a smiling cartoon face")
     # the paper's rules read straight off the authors' files: the first t reaching 0.33·cos, and 1.2
-    cosine = text_direction(load_tiny_clip().encode_text, "a sad cartoon face", "a smiling cartoon face")[1]
+    cosine = text_direction(w.clip.encode_text, "a sad cartoon face", "a smiling cartoon face")[1]
     assert t_edit == _first_t_reaching(REFERENCE_DIR / "celeba_LPIPS_distance_x0_t.tsv", 0.33 * cosine)
     assert t_boost == _first_t_reaching(REFERENCE_DIR / "celeba_LPIPS_distance_x.tsv", 1.2) == 167
     assert 0 < t_boost < t_edit < 1000
