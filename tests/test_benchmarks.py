@@ -31,8 +31,10 @@ def test_slider_latency_renders_the_same_image_both_ways():
     differ = re.search(r"traced and eager images differ by ([0-9.e+-]+)", out)
     assert differ and float(differ.group(1)) < 1e-4, out
     assert re.search(r"median traced \(the widgets\) [0-9.]+ s", out), out
-    shares = [float(v) for v in re.findall(r"([0-9.]+) %", out)]
-    assert sum(shares) == pytest.approx(100, abs=0.5), out  # the stages account for the whole render
+    shares = [float(v) for v in re.findall(r"(-?[0-9.]+) %", out)]
+    # "rest" is the total minus the timed stages, so the sum is 100 by construction; what can go wrong is a stage
+    # timed twice (nested), which drives the rest below zero
+    assert min(shares) >= 0 and sum(shares) == pytest.approx(100, abs=0.5), out
 
 
 def test_toy_world_speed_prints_its_rate():

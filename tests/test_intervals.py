@@ -110,6 +110,8 @@ def test_toy_distance_is_calibrated_to_the_authors_lpips_curve():
     fitted = calibration_scale(raw, reference_table("celeba", "x0_t"))
     assert fitted == pytest.approx(TOY_DISTANCE_SCALE, rel=0.1)  # re-fit on the shipped model: the constant holds
     calibrated, _ = toy_tables(unet, schedule, n=16, stride=20, progress=False)
+    # the same faces and noise, so the shipped tables are the raw distances × the constant
+    assert calibrated.distance == pytest.approx([TOY_DISTANCE_SCALE * d for d in raw.distance], rel=1e-5)
     reference = dict(zip(*[reference_table("celeba", "x0_t").t, reference_table("celeba", "x0_t").distance]))
     gaps = [abs(d - reference[t]) for t, d in zip(calibrated.t, calibrated.distance) if 200 <= t <= 700]
     assert max(gaps) < 0.25, gaps  # the same curve, within LPIPS's own spread across datasets

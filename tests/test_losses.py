@@ -29,9 +29,14 @@ def test_loss_is_zero_when_the_image_moves_along_the_text_direction():
     wrong = src.clone()
     wrong[:, 2] += 0.3  # towards blue: orthogonal to ΔT
     loss, s_dir = directional_clip_loss(mean_colour, wrong, src, delta_T)
-    assert loss.min() > 0.5
+    # by hand: E_I(src) = (1, 0, 0), E_I(wrong) = (0.5, 0, 0.3)/0.583 = (0.857, 0, 0.514), ΔT = (−1, 1, 0)/√2,
+    # so S_dir = cos((−0.143, 0, 0.514), ΔT) = 0.1888, the paper's loss 1 − 0.1888 and the authors' −log(1.1888/2)
+    assert torch.allclose(s_dir, torch.full((2,), 0.18875), atol=1e-4)
+    assert torch.allclose(loss, torch.full((2,), 0.81125), atol=1e-4)
     log_loss, _ = directional_clip_loss(mean_colour, wrong, src, delta_T, kind="log")
-    assert torch.allclose(log_loss, -torch.log((1 + s_dir) / 2))
+    assert torch.allclose(log_loss, torch.full((2,), 0.52024), atol=1e-4)
+    along_log, _ = directional_clip_loss(mean_colour, edit, src, delta_T, kind="log")
+    assert along_log.max() < 1e-3  # −log((1 + 1)/2) = 0
     assert cos == pytest.approx(0.0, abs=1e-6)
 
 

@@ -87,11 +87,49 @@ def test_train_save_load_round_trip_and_loss_goes_down(tmp_path):
     assert torch.allclose(loaded.encode_image(x), clip.encode_image(x), atol=1e-5)
     assert torch.allclose(loaded.encode_text(prompts), clip.encode_text(prompts), atol=1e-5)
     assert sha256_of(out) == digest  # loading does not touch the file
-    acc = tc.zero_shot_accuracy(loaded, n=16)
-    assert set(acc) == set(tc.PROMPTS) and all(0 <= v <= 1 for v in acc.values())
-    assert -1 <= tc.direction_alignment(loaded, "mouth", n=4) <= 1
     with pytest.raises(KeyError, match="unknown attribute"):
         tc.direction_alignment(loaded, "nose", n=4)
+
+
+class _AttributeReader:
+    """A stand-in CLIP that reads the rendered attributes: E_I = the attributes of the last render, and the prompt
+    pair of attribute k encodes as (0, e_k), so ΔT = e_k; `flip` swaps the pair."""
+
+    def __init__(self, monkeypatch, flip: bool = False):
+        self.names, self.flip, self.rendered, self.asked = list(tc.PROMPTS), flip, None, None
+        real_render = toy.render
+        monkeypatch.setattr(toy, "render", lambda attrs: setattr(self, "rendered", attrs) or real_render(attrs))
+
+    def encode_text(self, prompts):
+        k = next(i for i, (low, high, _, _) in enumerate(tc.PROMPTS.values()) if [low, high] == list(prompts))
+        self.asked = self.names[k]
+        pair = torch.zeros(2, len(self.names))
+        pair[0 if self.flip else 1, k] = 1.0
+        return pair
+
+    def encode_image(self, x):
+        n = x.shape[0]
+        return torch.stack([torch.as_tensor(self.rendered[k], dtype=torch.float).expand(n) for k in self.names], 1)
+
+
+def test_zero_shot_accuracy_and_crosstalk_read_a_known_clip(monkeypatch):
+    """A CLIP that reads the attributes exactly scores 100% zero-shot (0% with its prompts swapped), and its text
+    directions have crosstalk 1 on the diagonal and 0 off it."""
+
+    class Threshold(_AttributeReader):  # E_I = ±e_k: +1 on the high side of attribute k (the one asked about)
+        def encode_image(self, x):
+            (_, l1), (h0, _) = tc.PROMPTS[self.asked][2:]
+            is_high = (torch.as_tensor(self.rendered[self.asked]) > (l1 + h0) / 2).float()
+            features = torch.zeros(x.shape[0], len(self.names))
+            features[:, self.names.index(self.asked)] = 2 * is_high - 1
+            return features
+
+    assert tc.zero_shot_accuracy(Threshold(monkeypatch), n=16) == {k: 1.0 for k in tc.PROMPTS}
+    assert tc.zero_shot_accuracy(Threshold(monkeypatch, flip=True), n=16) == {k: 0.0 for k in tc.PROMPTS}
+    table = tc.direction_crosstalk(_AttributeReader(monkeypatch), n=4)
+    for moved, row in table.items():
+        assert row == {k: pytest.approx(1.0 if k == moved else 0.0, abs=1e-6) for k in tc.PROMPTS}, moved
+    assert tc.direction_alignment(_AttributeReader(monkeypatch, flip=True), "mouth", n=4) == pytest.approx(-1.0)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

@@ -2,6 +2,7 @@
 import datetime
 import io
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,7 +14,7 @@ from asyrp_edu.delta_block import DeltaBlock
 from asyrp_edu.editing import Intervals, MixedEditor, ScaledEditor, generate_edited
 from asyrp_edu.hspace import h_shape, temb_dim
 from asyrp_edu.properties import (combination_effects, delta_h_along_trajectory, global_delta_h, measure_linearity,
-                                  pearson_r, timestep_cosines)
+                                  mean_changes, pearson_r, timestep_cosines)
 from asyrp_edu.train_asyrp import EditorConfig
 
 
@@ -211,20 +212,27 @@ def test_measurements_on_a_random_editor(scene):
         return {"red": images[:, 0].mean((1, 2)), "green": images[:, 1].mean((1, 2))}
 
     lin = measure_linearity(unet, schedule, editor, 500, judge, "red", x_T, num_steps=4)
-    assert lin.mean_change[2] == pytest.approx(0.0, abs=1e-6)  # scale 0 changes nothing
-    assert len(lin.mean_change) == 5 and -1 <= lin.pearson_r <= 1
+    assert lin.scales == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert lin.pearson_r == pytest.approx(float(np.corrcoef(lin.scales, lin.mean_change)[0, 1]), abs=1e-9)
+    # scale 1 is f_t itself, and scale 0 (which the measurement skips) really is the unedited process
+    assert lin.mean_change[4] == pytest.approx(mean_changes(unet, schedule, editor, 500, judge, x_T, ["red"],
+                                                            4)["red"], abs=1e-6)
+    assert mean_changes(unet, schedule, ScaledEditor(editor, 0.0), 500, judge, x_T, ["red"], 4)["red"] == \
+        pytest.approx(lin.mean_change[2], abs=1e-4)
     per_image = delta_h_along_trajectory(unet, schedule, editor, 500, x_T, num_steps=4)
     assert sorted(per_image) == [t for t in schedule.timesteps(4) if t >= 500][::-1]
     assert all(v.shape == (3, *h_shape(unet)) for v in per_image.values())
     flat = global_delta_h(per_image, over_timesteps=True)
     first = next(iter(flat.values()))
     assert all(torch.equal(v, first) for v in flat.values()) and first.shape == (1, *h_shape(unet))
+    by_hand = sum(v.sum(0, keepdim=True) for v in per_image.values()) / (3 * len(per_image))  # over images and t
+    assert torch.allclose(first, by_hand, atol=1e-6)
     kept = next(iter(global_delta_h(per_image, over_timesteps=True, keep_norm=True).values()))
     mean_length = torch.stack([v.mean(0).norm() for v in per_image.values()]).mean()
     assert kept.norm() == pytest.approx(float(mean_length), rel=1e-4)  # the averaged direction, the mean length
     assert torch.allclose(F.normalize(kept.flatten(), dim=0), F.normalize(first.flatten(), dim=0), atol=1e-5)
     ts, cos = timestep_cosines(global_delta_h(per_image))
-    assert cos.shape == (len(ts), len(ts)) and torch.allclose(cos.diagonal(), torch.ones(len(ts)), atol=1e-5)
+    assert cos.shape == (len(ts), len(ts))  # its entries: test_measurements_match_hand_computations
     # a dict {t: Δh_t} edits exactly like the editor would with those Δh
     edited = generate_edited(unet, x_T[:1], schedule, {t: v[:1] for t, v in per_image.items()}, Intervals(500), 4)
     direct = generate_edited(unet, x_T[:1], schedule, editor, Intervals(500), 4)
@@ -232,8 +240,8 @@ def test_measurements_on_a_random_editor(scene):
     combo = combination_effects(unet, schedule, {"a": (editor, 500, "red"),
                                                  "b": (scene.editors["b"][0], 500, "green")}, judge, x_T, 4)
     assert set(combo) == {"a", "b"} and set(combo["a"]) == {"solo", "mixed", "ratio"}
-    assert isinstance(ScaledEditor(editor, 2.0)(torch.randn(1, *h_shape(unet)), torch.randn(1, temb_dim(unet))),
-                      torch.Tensor)
+    h, temb = torch.randn(1, *h_shape(unet)), torch.randn(1, temb_dim(unet))
+    assert torch.allclose(ScaledEditor(editor, 2.0)(h, temb), 2 * editor(h, temb))
 
 
 def test_measurements_match_hand_computations(scene):
