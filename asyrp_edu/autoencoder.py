@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,9 @@ from tqdm.auto import tqdm
 
 from . import toy
 from .models import load_checked, save_safetensors_atomic, save_torch_atomic
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, VQModel
 
 TOY_VAE_FILE = "toy_vae.safetensors"
 STATE_FILE = "vae_state.pt"
@@ -45,7 +49,7 @@ LDM_CELEBA_HQ_VQ_CONFIG: dict = {
 }
 
 
-def build_autoencoder(config: dict | None = None):
+def build_autoencoder(config: dict | None = None) -> AutoencoderKL | VQModel:
     """A diffusers AutoencoderKL (toy config by default) or, for a config with num_vq_embeddings, a VQModel."""
     from diffusers import AutoencoderKL, VQModel
 
@@ -161,7 +165,7 @@ def train_autoencoder(out_dir: Path, steps: int = 3000, batch_size: int = 32, lr
 
 def load_toy_autoencoder(path: Path | None = None, device: str | torch.device = "cpu") -> LatentCodec:
     """The shipped toy autoencoder (sha256-checked) as a LatentCodec in eval mode."""
-    tensors, metadata = load_checked(path, TOY_VAE_FILE, "train-vae")
+    tensors, metadata = load_checked(path, TOY_VAE_FILE, "train-vae", needs=("vae_config", "scale", "shift"))
     model = build_autoencoder(json.loads(metadata["vae_config"]))
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     codec = LatentCodec(model, float(metadata["scale"]), float(metadata["shift"]))

@@ -22,7 +22,8 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> None:
         from .ldm import train_toy_ldm
 
         out = args.out or "runs/toy_ldm"
-        result = train_toy_ldm(Path(out), load_toy_autoencoder(args.autoencoder), **options)
+        codec = load_toy_autoencoder(args.autoencoder) if args.autoencoder else None  # None: the shipped one
+        result = train_toy_ldm(Path(out), codec, autoencoder_file=args.autoencoder, **options)
     else:
         result = train_ddpm(Path(args.out or "runs/toy_ddpm"), **options)
     print(f"EMA weights after {result.step} steps: {result.weights}")
@@ -45,8 +46,12 @@ def _cmd_train_evaluator(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
+    """`asyrp-edu demo`: the shipped toy models' figure, written to a PNG."""
+    import matplotlib
+
     from .demo import run_demo
 
+    matplotlib.use("Agg")  # a terminal: draw to a file, no window
     run_demo(Path(args.out), seed=args.seed)
 
 

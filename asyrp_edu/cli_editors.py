@@ -10,8 +10,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from . import toy
-    from .evaluate_edits import TOY_EDITS
     from .ddim import INVERSION_FIXED_POINT_ITERS
+    from .evaluate_edits import TOY_EDITS, check_edit_name
     from .parallel import local_device
     from .tiny_clip import keep_prompt_pairs, load_tiny_clip
     from .train_asyrp import EditorConfig, train_editor
@@ -19,7 +19,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     unet, schedule, codec = _toy_models(args.world, args.ddpm)
     source, target = args.source, args.target
     if args.edit:
-        source, target = TOY_EDITS[args.edit]["source"], TOY_EDITS[args.edit]["target"]
+        spec = check_edit_name(args.edit)  # an unknown name: the error lists the known ones
+        source, target = spec["source"], spec["target"]
     if not (source and target):
         raise SystemExit(f"give --edit NAME ({', '.join(sorted(TOY_EDITS))}) or both --source and --target")
     try:
@@ -71,7 +72,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
 
     from . import toy
-    from .editing import Intervals
+    from .editing import Intervals, ScaledEditor, step_scale
     from .evaluate_edits import check_edit_name, evaluate_editor
     from .evaluator import load_evaluator
     from .models import WEIGHTS_DIR
@@ -97,12 +98,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         raise SystemExit(f"no shipped editor for {args.attribute!r} in {args.world}; train one with "
                          f"`asyrp-edu train --world {args.world} --edit {args.attribute}` and pass --editor "
                          f"{_editor_folder(args.world, args.attribute)}")
-    steps = args.steps or config.num_steps
+    steps = config.num_steps if args.steps is None else args.steps
+    if steps != config.num_steps:  # the paper's Δh × n_train/n_test for another number of steps
+        editor = ScaledEditor(editor, step_scale(config.num_steps, steps))
     originals, _ = toy.sample(args.n, seed=args.seed, heldout=True)
     x_T = cached_inversion(unet, schedule, originals, steps, cache_dir(), progress=not args.json, codec=codec,
                            fixed_point_iters=config.inversion_iters)
     report = evaluate_editor(unet, schedule, editor, load_evaluator(), load_tiny_clip(), args.attribute, x_T,
-                             originals, Intervals(args.t_edit or config.t_edit), steps, codec=codec)
+                             originals, Intervals(config.t_edit if args.t_edit is None else args.t_edit), steps,
+                             codec=codec, progress=not args.json)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
 
 

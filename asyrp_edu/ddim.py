@@ -153,7 +153,7 @@ def ddim_invert(
     return_trajectory: bool = False,
     latent: bool = False,
     fixed_point_iters: int = 0,
-):
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Deterministic DDIM inversion x0 -> x_T on the grid of `Schedule.timesteps` (never clipped).
 
     latent=True: x0 are an LDM's latents z0, which need not lie in [-1, 1].
@@ -191,7 +191,7 @@ def ddim_generate(
     generator: torch.Generator | None = None,
     progress: bool = True,
     return_trajectory: bool = False,
-):
+) -> torch.Tensor | tuple[torch.Tensor, list[tuple[int, StepOutput]]]:
     """DDIM sampling x_T -> x0; clip_x0=True for pure noise, False to reconstruct an inversion exactly."""
     timesteps = schedule.timesteps(num_steps)
     x = x_T

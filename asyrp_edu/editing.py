@@ -105,7 +105,7 @@ def generate_edited(
     generator: torch.Generator | None = None,
     progress: bool = False,
     return_trajectory: bool = False,
-):
+) -> torch.Tensor | tuple[torch.Tensor, list[tuple[int, str, StepOutput]]]:
     """Asyrp sampling from an inverted x_T: asymmetric (or symmetric) edits in [T, t_edit], then DDIM, then boost.
 
     delta_h is f_t, a fixed Δh tensor, or a dict {t: Δh_t} (a per-timestep global direction; missing t: no edit).

@@ -87,9 +87,10 @@ class EditReport:
 
 
 @torch.no_grad()
-def reconstruct(unet, schedule: Schedule, x_T: torch.Tensor, num_steps: int = 40, codec=None) -> torch.Tensor:
+def reconstruct(unet, schedule: Schedule, x_T: torch.Tensor, num_steps: int = 40, codec=None,
+                progress: bool = False) -> torch.Tensor:
     """x_T regenerated without edits (plain DDIM, no clipping), decoded for a latent model: (B, 3, H, W)."""
-    x0 = ddim_generate(unet_noise_model(unet), x_T, schedule, num_steps, clip_x0=False, progress=False)
+    x0 = ddim_generate(unet_noise_model(unet), x_T, schedule, num_steps, clip_x0=False, progress=progress)
     return codec.decode(x0) if codec is not None else x0
 
 
@@ -97,16 +98,23 @@ def reconstruct(unet, schedule: Schedule, x_T: torch.Tensor, num_steps: int = 40
 def evaluate_editor(unet, schedule: Schedule, editor, judge, clip, edit: str, x_T: torch.Tensor,
                     originals: torch.Tensor, intervals: Intervals, num_steps: int = 40,
                     with_symmetric: bool = True, codec=None,
-                    reconstruction: torch.Tensor | None = None) -> EditReport:
+                    reconstruction: torch.Tensor | None = None, progress: bool = False) -> EditReport:
     """Generate with and without the editor from the same inverted x_T; judge and compare the attributes.
 
     codec: for a latent diffusion model (x_T are latents); results are decoded before judging.
-    reconstruction: the unedited images regenerated from x_T (`reconstruct`), when several editors share one x_T."""
+    reconstruction: the unedited images regenerated from x_T (`reconstruct`), when several editors share one x_T.
+    progress: a progress bar for each run of the reverse process."""
     spec = check_edit_name(edit)
     to_image = codec.decode if codec is not None else (lambda x: x)
-    recon = reconstruct(unet, schedule, x_T, num_steps, codec) if reconstruction is None else reconstruction
-    shown = recon.clamp(-1, 1)  # the unedited result as an image
-    edited = to_image(generate_edited(unet, x_T, schedule, editor, intervals, num_steps)).clamp(-1, 1)
+    recon = reconstruct(unet, schedule, x_T, num_steps, codec, progress) if reconstruction is None else reconstruction
+
+    def generate(delta_h, symmetric: bool = False) -> torch.Tensor:  # below t_boost, the same η = 1 noise each run
+        return to_image(generate_edited(unet, x_T, schedule, delta_h, intervals, num_steps, symmetric=symmetric,
+                                        generator=torch.Generator().manual_seed(0), progress=progress)).clamp(-1, 1)
+
+    # the unedited result as an image: the plain reconstruction, or with the same quality boosting as the edits
+    shown = recon.clamp(-1, 1) if intervals.t_boost == 0 else generate(None)
+    edited = generate(editor)
     before, after = judge(shown), judge(edited)
     name = spec["attribute"]
     if name == "alien":
@@ -123,7 +131,7 @@ def evaluate_editor(unet, schedule: Schedule, editor, judge, clip, edit: str, x_
                         float((after["glasses"] != before["glasses"]).float().mean()) if name != "glasses" else 0.0,
                         s_dir, float((recon - originals).pow(2).mean()), edited=edited)
     if with_symmetric:
-        sym = to_image(generate_edited(unet, x_T, schedule, editor, intervals, num_steps, symmetric=True)).clamp(-1, 1)
+        sym = generate(editor, symmetric=True)
         report.symmetric_change = float((judge(sym)[name] - before[name]).mean()) if name != "alien" else \
             float((greenness(sym) - greenness(shown)).mean())
     return report

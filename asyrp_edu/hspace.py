@@ -247,7 +247,7 @@ def two_pass_eps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The naive reference: two full forward passes, the second with Δh_t added by a hook on the mid block."""
 
-    def add_delta_h(module, inputs, h):
+    def add_delta_h(module, inputs, h) -> torch.Tensor:
         # h_t ← h_t + Δh_t, where inputs = (sample, temb) of mid_block(sample, temb)
         return h + resolve_delta_h(delta_h, h, inputs[1])
 

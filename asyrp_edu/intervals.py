@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .ddim import Schedule, predict_x0, q_sample
+from .ddim import Schedule, predict_x0, q_sample, unet_noise_model
 from .models import atomic_write
 
 EDIT_STRENGTH_FACTOR = 0.33  # LPIPS(x0, P_t) ≥ 0.33 · cos(text) picks t_edit
@@ -119,7 +119,7 @@ def check_stride(stride: int, schedule: Schedule) -> None:
 def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule,
                    distance: Distance = toy_perceptual_distance, stride: int = 10, seed: int = 0,
                    progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
-    """Mean distance(x0, P_t) and distance(x0, x_t) over images for t = stride, 2·stride, …, T−1."""
+    """Mean distance(x0, P_t) and distance(x0, x_t) over images for every multiple of stride below T."""
     check_stride(stride, schedule)
     if images.shape[0] < 1:
         raise ValueError("the distance tables need at least one image (n ≥ 1)")
@@ -207,7 +207,6 @@ def toy_tables(unet, schedule: Schedule, n: int = 32, stride: int = 10, seed: in
 
     cache_dir: keep them there (`cached_tables`), keyed by the model's weights, and read them back next time."""
     from . import toy
-    from .ddim import unet_noise_model
     from .train_asyrp import unet_fingerprint
 
     images, _ = toy.sample(n, seed=seed, heldout=True, size=unet.config.sample_size)

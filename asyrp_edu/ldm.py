@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -24,6 +25,9 @@ from .ddim import Schedule
 from .editing import Intervals, generate_edited
 from .hspace import DeltaH
 from .models import CELEBA_HQ_UNET_CONFIG, WEIGHTS_DIR, atomic_write, load_shipped_unet
+
+if TYPE_CHECKING:
+    from .train_ddpm import DDPMTrainResult
 
 TOY_LDM_FILE = "toy_ldm.safetensors"
 
@@ -69,11 +73,21 @@ def load_toy_ldm(path: Path | None = None, autoencoder_path: Path | None = None,
     return LatentDDPM(unet, schedule, load_toy_autoencoder(autoencoder_path, device))
 
 
-def train_toy_ldm(out_dir: Path, codec: LatentCodec | None = None, steps: int = 8000, **kwargs):
-    """Train (or resume) the toy latent U-Net on the latents of fresh toy faces (see `train_ddpm` for kwargs)."""
+def train_toy_ldm(out_dir: Path, codec: LatentCodec | None = None, steps: int = 8000,
+                  autoencoder_file: Path | None = None, **kwargs) -> DDPMTrainResult:
+    """Train (or resume) the toy latent U-Net on the latents of fresh toy faces (see `train_ddpm` for kwargs).
+
+    codec: the autoencoder (default: the shipped one); autoencoder_file: the file it was loaded from, whose name and
+    sha256 the weights' metadata records."""
     from .train_ddpm import train_ddpm
 
-    codec = codec or load_toy_autoencoder()
+    if codec is None:
+        codec = load_toy_autoencoder()
+        made_with = {"autoencoder": TOY_VAE_FILE, "autoencoder_sha256": _shipped_vae_sha()}
+    elif autoencoder_file is not None:
+        made_with = {"autoencoder": Path(autoencoder_file).name, "autoencoder_sha256": sha256_of(autoencoder_file)}
+    else:  # a codec built in code: no file to name
+        made_with = {"autoencoder": "passed in code", "autoencoder_sha256": "unknown"}
 
     @torch.no_grad()
     def draw(n: int, seed: int) -> torch.Tensor:
@@ -82,8 +96,7 @@ def train_toy_ldm(out_dir: Path, codec: LatentCodec | None = None, steps: int = 
 
     kwargs.setdefault("coarse_cell", 4)
     return train_ddpm(Path(out_dir), steps=steps, config=kwargs.pop("config", TOY_LATENT_UNET_CONFIG), draw=draw,
-                      weights_file=TOY_LDM_FILE, metadata={"autoencoder": TOY_VAE_FILE,
-                                                           "autoencoder_sha256": _shipped_vae_sha()}, **kwargs)
+                      weights_file=TOY_LDM_FILE, metadata=made_with, **kwargs)
 
 
 def _shipped_vae_sha() -> str:
@@ -97,7 +110,7 @@ class Frame:
     """One step of a trajectory as images: x_t (decoded z_t) and P_t (decoded predicted latent)."""
 
     t: int
-    kind: str  # 'start', 'edit', 'ddim' or 'boost'
+    kind: str  # 'edit', 'ddim' or 'boost' for a step; 'end' for the final x_0 (t = −1)
     x_t: torch.Tensor  # (B, 3, H, W)
     P_t: torch.Tensor  # (B, 3, H, W)
 
@@ -106,8 +119,10 @@ class Frame:
 def trajectory_frames(unet, schedule: Schedule, x_T: torch.Tensor, num_steps: int = 40,
                       codec: LatentCodec | None = None, delta_h: DeltaH = None,
                       intervals: Intervals | None = None, progress: bool = False) -> list[Frame]:
-    """Run the (edited) reverse process and return x_t and P_t at every step as images (decoded for an LDM)."""
-    intervals = intervals or Intervals(schedule.T - 1)
+    """Run the (edited) reverse process and return x_t and P_t at every step as images (decoded for an LDM).
+
+    intervals: where delta_h edits; by default every step when delta_h is given, none without it."""
+    intervals = intervals or Intervals(0 if delta_h is not None else schedule.T - 1)
     _, steps = generate_edited(unet, x_T, schedule, delta_h, intervals, num_steps, return_trajectory=True,
                                progress=progress)
     decode = codec.decode if codec is not None else (lambda z: z)
@@ -115,7 +130,8 @@ def trajectory_frames(unet, schedule: Schedule, x_T: torch.Tensor, num_steps: in
     for t, kind, out in tqdm(steps, desc="decoding z_t and P_t", disable=not progress, leave=False):
         frames.append(Frame(t, kind, decode(x_t).clamp(-1, 1), decode(out.P_t).clamp(-1, 1)))
         x_t = out.prev_sample
-    frames.append(Frame(-1, "end", decode(x_t).clamp(-1, 1), decode(x_t).clamp(-1, 1)))
+    x_0 = decode(x_t).clamp(-1, 1)
+    frames.append(Frame(-1, "end", x_0, x_0))  # the sample itself: x_0 and its prediction coincide
     return frames
 
 

@@ -5,13 +5,16 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .checks import check_sha256, sha256_of
 from .ddim import Schedule
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -48,7 +51,7 @@ _HOW_TO_FIX = ("reinstall the package (pip install --force-reinstall asyrp-edu) 
                "`asyrp-edu {command}` and pass the file with path=...")
 
 
-def build_unet(config: dict | None = None):
+def build_unet(config: dict | None = None) -> UNet2DModel:
     """A diffusers UNet2DModel with random weights from one of the configs above (toy by default)."""
     from diffusers import UNet2DModel
 
@@ -93,8 +96,10 @@ def shipped_sha256(name: str) -> str:
     return manifest[name]["sha256"]
 
 
-def load_checked(path: Path | None, name: str, command: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load a safetensors file (the shipped one by default) after checking its sha256; returns (tensors, metadata)."""
+def load_checked(path: Path | None, name: str, command: str,
+                 needs: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load a safetensors file (the shipped one by default) after checking its sha256; returns (tensors, metadata).
+    needs: metadata keys the caller reads; a file without them was not written by `asyrp-edu {command}`."""
     from safetensors import safe_open
 
     if path is None:
@@ -104,15 +109,20 @@ def load_checked(path: Path | None, name: str, command: str) -> tuple[dict[str, 
         raise FileNotFoundError(f"no weights file at {path}; train one with `asyrp-edu {command}`")
     with safe_open(str(path), framework="pt") as f:
         metadata = dict(f.metadata() or {})
+    missing = [key for key in needs if key not in metadata]
+    if missing:
+        raise ValueError(f"{path} has no {', '.join(map(repr, missing))} in its metadata, so it was not saved by "
+                         f"this package; make one with `asyrp-edu {command}`")
     return load_file(str(path)), metadata
 
 
-def load_toy_ddpm(path: Path | None = None, device: str | torch.device = "cpu"):
+def load_toy_ddpm(path: Path | None = None, device: str | torch.device = "cpu") -> tuple[UNet2DModel, Schedule]:
     """The shipped toy DDPM (EMA weights) as (UNet2DModel in eval mode, Schedule)."""
     return load_shipped_unet(path, TOY_DDPM_FILE, "train-ddpm --world toy", device)
 
 
-def load_shipped_unet(path: Path | None, name: str, command: str, device: str | torch.device = "cpu"):
+def load_shipped_unet(path: Path | None, name: str, command: str,
+                      device: str | torch.device = "cpu") -> tuple[UNet2DModel, Schedule]:
     """A U-Net saved by `train_ddpm.export_ema` (the shipped `name` by default) as (UNet2DModel in eval mode,
     Schedule), with its config and schedule read from the file's metadata."""
     tensors, metadata = load_checked(path, name, command)

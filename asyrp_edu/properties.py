@@ -176,10 +176,11 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
                                           base)[attribute]
         bar.update()
         ts, cos = timestep_cosines(global_delta_h(per_image))
-        report["homogeneity"][name] = {**effects, "share_images": effects["mean_over_images"] / effects["f_t"],
-                                       "share_images_and_t": effects["mean_over_images_and_t"] / effects["f_t"],
-                                       "share_images_and_t_length_kept":
-                                           effects["mean_over_images_and_t_length_kept"] / effects["f_t"],
+        share = {label: effects[label] / effects["f_t"] if effects["f_t"] else float("nan")  # no effect: no share
+                 for label in ("mean_over_images", "mean_over_images_and_t", "mean_over_images_and_t_length_kept")}
+        report["homogeneity"][name] = {**effects, "share_images": share["mean_over_images"],
+                                       "share_images_and_t": share["mean_over_images_and_t"],
+                                       "share_images_and_t_length_kept": share["mean_over_images_and_t_length_kept"],
                                        "mean_cos_across_t": float(cos[~torch.eye(len(ts), dtype=bool)].mean())}
     for group in groups:
         bar.set_postfix_str(" + ".join(group))

@@ -10,12 +10,21 @@ import socket
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import settings
 from .ddim import Schedule
 from .intervals import REFERENCE_DIR
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
+    from lpips import LPIPS
+
+    from .delta_block import DeltaBlock
+    from .ldm import LatentDDPM
+    from .tiny_clip import TinyClip
 
 HUB_HOST = "huggingface.co"
 OFFICIAL_EDITORS_RAW = "https://github.com/kwonminki/Asyrp_official/raw/main/checkpoint/"
@@ -86,7 +95,8 @@ def _unet_folder(folder: Path) -> tuple[Path, str | None]:
                             "UNet2DModel.save_pretrained(folder) or download one of the registry's models")
 
 
-def load_ddpm(name_or_folder: str | Path, device: str | torch.device = "cpu", revision: str | None = None):
+def load_ddpm(name_or_folder: str | Path, device: str | torch.device = "cpu",
+              revision: str | None = None) -> tuple[UNet2DModel, Schedule]:
     """A pretrained DDPM as (UNet2DModel in eval mode, Schedule): a short name (see DDPMS) or a local folder."""
     from diffusers import DDPMScheduler, UNet2DModel
 
@@ -110,7 +120,8 @@ def load_ddpm(name_or_folder: str | Path, device: str | torch.device = "cpu", re
     return unet.eval().requires_grad_(False).to(device), schedule
 
 
-def load_ldm(name_or_folder: str | Path, device: str | torch.device = "cpu", revision: str | None = None):
+def load_ldm(name_or_folder: str | Path, device: str | torch.device = "cpu",
+             revision: str | None = None) -> LatentDDPM:
     """A pretrained latent diffusion model as `ldm.LatentDDPM` (U-Net on z, schedule, VQ-VAE codec): a short name
     (see LDMS) or a local folder laid out as diffusers' LDMPipeline (unet/, vqvae/, scheduler/)."""
     from diffusers import DDIMScheduler, UNet2DModel, VQModel
@@ -166,7 +177,7 @@ def official_editor_file(edit: str, model: str = "celeba_hq") -> str:
 
 
 def official_editor(edit: str, model: str = "celeba_hq", base_url: str = OFFICIAL_EDITORS_RAW,
-                    cache_dir: Path | None = None, timeout: float = 5.0):
+                    cache_dir: Path | None = None, timeout: float = 5.0) -> DeltaBlock:
     """One of the authors' f_t editors as a DeltaBlock: downloaded once, cached, sha256-checked before loading."""
     from .checks import sha256_of
     from .delta_block import load_official_delta_block
@@ -189,8 +200,8 @@ def official_editor(edit: str, model: str = "celeba_hq", base_url: str = OFFICIA
     return load_official_delta_block(path)
 
 
-
-def load_clip(name: str = "ViT-B-32", device: str | torch.device = "cpu", pretrained: str | None = None):
+def load_clip(name: str = "ViT-B-32", device: str | torch.device = "cpu",
+              pretrained: str | None = None) -> TinyClip:
     """OpenAI CLIP through open_clip as a `TinyClip`-style encoder (resizes [-1, 1] images to 224², normalises)."""
     import open_clip
 
@@ -202,9 +213,13 @@ def load_clip(name: str = "ViT-B-32", device: str | torch.device = "cpu", pretra
     reachable = hub_reachable()
     if not reachable and not _clip_cached(arch, pretrained or tag):  # fail before building a 150M-parameter model
         raise WeightsUnavailable(how_to_get(f"CLIP {name} ({pretrained or tag} weights)"))
-    previous = os.environ.get("HF_HUB_OFFLINE")
+    import huggingface_hub.constants as hub_settings
+
+    previous = hub_settings.HF_HUB_OFFLINE
     if not reachable:
-        os.environ["HF_HUB_OFFLINE"] = "1"  # read the cache only: no retries against an unreachable hub
+        # read the cache only: no retries against an unreachable hub. huggingface_hub reads $HF_HUB_OFFLINE once,
+        # when it is imported (open_clip has imported it by now), so the switch is its module constant
+        hub_settings.HF_HUB_OFFLINE = True
     try:
         model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained or tag, device=device)
     except Exception as error:  # open_clip raises several types when files are missing
@@ -212,10 +227,7 @@ def load_clip(name: str = "ViT-B-32", device: str | torch.device = "cpu", pretra
             raise
         raise WeightsUnavailable(how_to_get(f"CLIP {name} ({pretrained or tag} weights)")) from error
     finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
+        hub_settings.HF_HUB_OFFLINE = previous
     return TinyClip(model, open_clip.get_tokenizer(arch)).to(device)
 
 
@@ -228,7 +240,7 @@ def _clip_cached(arch: str, tag: str) -> bool:
                                                                   "open_clip_pytorch_model.bin"))
 
 
-def load_lpips(net: str = "alex", device: str | torch.device = "cpu"):
+def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> LPIPS:
     """LPIPS(net) on [-1, 1] images; its AlexNet backbone comes from torchvision's download cache."""
     import lpips
 

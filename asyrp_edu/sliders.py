@@ -61,7 +61,7 @@ def _panel(render: Callable[[], torch.Tensor], controls: list[W.Widget], upscale
 def _slider(description: str, value: float = 1.0, low: float = STRENGTH_RANGE[0],
             high: float = STRENGTH_RANGE[1], step: float = 0.1) -> CheckedFloatSlider:
     return CheckedFloatSlider(value=value, min=low, max=high, step=step, description=description,
-                         continuous_update=True, style={"description_width": "initial"})
+                              continuous_update=True, style={"description_width": "initial"})
 
 
 def strength_widget(scene: Scene, edit: str = "smiling") -> W.VBox:

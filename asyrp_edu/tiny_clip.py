@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from . import toy
 from .models import load_checked
+
+if TYPE_CHECKING:
+    from open_clip.model import CLIP
+    from open_clip.tokenizer import SimpleTokenizer
 
 TOY_CLIP_FILE = "toy_clip.safetensors"
 CONTEXT_LENGTH = 32
@@ -63,7 +68,7 @@ def keep_prompt_pairs(items: list[str], edited: str | None = None) -> tuple[tupl
     return tuple(pairs)
 
 
-def build_tiny_clip(config: dict | None = None):
+def build_tiny_clip(config: dict | None = None) -> CLIP:
     """An `open_clip.model.CLIP` with random weights from TINY_CLIP_CONFIG (or `config`)."""
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
@@ -71,7 +76,7 @@ def build_tiny_clip(config: dict | None = None):
     return CLIP(c["embed_dim"], CLIPVisionCfg(**c["vision_cfg"]), CLIPTextCfg(**c["text_cfg"]))
 
 
-def get_tokenizer(context_length: int = CONTEXT_LENGTH):
+def get_tokenizer(context_length: int = CONTEXT_LENGTH) -> SimpleTokenizer:
     """open_clip's BPE tokenizer; its vocabulary ships inside the open_clip package (no download)."""
     from open_clip.tokenizer import SimpleTokenizer
 

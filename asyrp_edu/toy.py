@@ -182,8 +182,8 @@ def caption(attrs: dict[str, torch.Tensor | float], index: int = 0) -> str:
     return f"{article} {mood} cartoon face with {body}" if parts else f"{article} {mood} cartoon face"
 
 
-def sample(n: int, seed: int = 0, heldout: bool = False, size: int = DEFAULT_SIZE):
+def sample(n: int, seed: int = 0, heldout: bool = False,
+           size: int = DEFAULT_SIZE) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Images (n, 3, size, size) in [-1, 1] and their attributes, deterministic from seed."""
     attrs = sample_attributes(n, seed=seed, heldout=heldout)
     return render(attrs, size=size), attrs
-

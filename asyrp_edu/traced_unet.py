@@ -28,7 +28,8 @@ class _EncoderHalf(torch.nn.Module):
         super().__init__()
         self.unet = unet
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor):
+    def forward(self, x: torch.Tensor,
+                timesteps: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
         enc = hspace.encode(self.unet, x, timesteps)
         return enc.h, enc.res_samples, enc.emb
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .ddim import Schedule, ddim_invert, ddim_step, predict_x0, unet_noise_model
 from .delta_block import DeltaBlock, check_compatible
-from .editing import Intervals
+from .intervals import check_intervals
 from .hspace import asymmetric_eps, asymmetric_step, h_shape, temb_dim
 from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
 from .models import load_checked, save_safetensors_atomic, save_torch_atomic
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 STATE_FILE = "editor_state.pt"
 EDITOR_FILE = "editor.safetensors"
 REFERENCES = ("authors", "x0", "trajectory", "P_t")  # what P_t^edit is compared with (EditorConfig.reference)
+LOSS_KINDS = ("cosine", "log")  # the paper's 1 − cos(ΔI, ΔT), or the authors' −log((1 + cos)/2)
 
 
 @dataclass
@@ -59,7 +60,14 @@ class EditorConfig:
 
     def __post_init__(self) -> None:
         check_prompts(self.source, self.target)
-        Intervals(self.t_edit, 0)
+        check_intervals(self.t_edit, 0)
+        if self.loss_kind not in LOSS_KINDS:
+            raise ValueError(f"loss_kind must be one of {', '.join(map(repr, LOSS_KINDS))}, got {self.loss_kind!r}")
+        for name in ("num_steps", "batch_size", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0 (e.g. 2e-3), got {self.lr}")
         self.keep = tuple((str(a), str(b)) for a, b in self.keep)  # JSON gives lists
         for a, b in self.keep:
             check_prompts(a, b)
@@ -139,6 +147,11 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
+    grid = schedule.timesteps(config.num_steps)  # descending
+    timesteps = [t for t in grid if t >= config.t_edit]  # the editing interval [T, t_edit]
+    if not timesteps:  # checked before the inversion, which can take minutes
+        raise ValueError(f"t_edit={config.t_edit} lies above every one of the {config.num_steps} DDIM steps, so "
+                         f"nothing would be edited; choose t_edit <= {grid[0]}")
     delta_T, text_cos = text_direction(clip.encode_text, config.source, config.target, config.templates)
     lambda_recon = default_lambda_recon(text_cos) if config.lambda_recon is None else config.lambda_recon
     keep_T = [text_direction(clip.encode_text, a, b, config.templates)[0] for a, b in config.keep]
@@ -146,8 +159,11 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     optimizer = torch.optim.Adam(editor.parameters(), lr=config.lr)
     done = 0  # batches finished, over all epochs
     state_path = out_dir / STATE_FILE
+    run = {**asdict(config), "n_images": len(images)}
+    run.pop("epochs")  # more epochs may resume a finished run: it trains on
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
+        check_same_run(json.loads(state.get("run", "null")), run, state_path)
         editor.load_state_dict(state["editor"])
         optimizer.load_state_dict(state["optimizer"])
         done = int(state["batches_done"])
@@ -157,8 +173,6 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     position = {i: k for k, i in enumerate(own)}
     x_T_own = cached_inversion(unet, schedule, images[own], config.num_steps, out_dir / "cache",
                                progress and group.is_main, codec, config.inversion_iters)
-    grid = schedule.timesteps(config.num_steps)  # descending
-    timesteps = [t for t in grid if t >= config.t_edit]  # the editing interval [T, t_edit]
     result = EditorTrainResult(editor, out_dir / EDITOR_FILE)
     total = config.epochs * len(batches)
     bar = tqdm(total=total * len(timesteps), initial=done * len(timesteps), desc=f"train f_t: {config.target}",
@@ -206,7 +220,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
                 x = ddim_step(x, eps_edit.detach(), eps.detach(), t, t_prev, schedule).prev_sample
         if group.is_main:
             save_torch_atomic({"editor": editor.state_dict(), "optimizer": optimizer.state_dict(),
-                                "batches_done": b + 1}, state_path)
+                                "batches_done": b + 1, "run": json.dumps(run)}, state_path)
         group.barrier()
     bar.close()
     metadata = {"config": json.dumps(asdict(config)), "lambda_recon": lambda_recon, "text_cosine": text_cos,
@@ -216,6 +230,18 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
         save_safetensors_atomic(editor.state_dict(), result.weights, metadata)
     group.barrier()
     return result
+
+
+def check_same_run(saved: dict | None, current: dict, state_path: Path) -> None:
+    """Refuse to resume an interrupted run made with other settings (an old state without them is trusted)."""
+    if saved is None:
+        return
+    current = json.loads(json.dumps(current))  # tuples become lists, as in the saved copy
+    changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+    if changed:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise ValueError(f"{state_path} belongs to a run with other settings ({listed}). Train into another folder, "
+                         "or start over with resume=False (`--no-resume`)")
 
 
 def shipped_editor_file(edit: str, world: str = "toy") -> str:
@@ -245,6 +271,9 @@ def load_editor(unet, path: Path | None = None, edit: str | None = None,
                          f"{made_for}; this U-Net's is {this_model}): load it with the model it was trained on "
                          f"(`asyrp-edu evaluate --ddpm FILE` for a toy DDPM of your own), or train an editor for "
                          f"this one with `asyrp-edu {command}`")
+    if "config" not in metadata:
+        raise ValueError(f"{path or edit} holds f_t weights but not the training config this package saves with them "
+                         f"(its t_edit and steps); train one with `asyrp-edu {command}`")
     editor = new_editor(unet)
     editor.load_state_dict(tensors)
     config = EditorConfig(**{k: tuple(v) if k == "templates" else v

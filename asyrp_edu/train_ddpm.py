@@ -109,7 +109,7 @@ def train_ddpm(
         t = torch.randint(0, schedule.T, (batch_size,), generator=g)
         eps = torch.randn(x0.shape, generator=g)
         x0, t, eps = x0.to(device), t.to(device), eps.to(device)
-        x_t = q_sample(x0, t, eps, schedule)  # (B, 3, 32, 32)
+        x_t = q_sample(x0, t, eps, schedule)  # the shape of x0
         # L_simple = ‖ε − ε_θ(x_t, t)‖²
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             eps_pred = model(x_t, t).sample

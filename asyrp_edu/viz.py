@@ -1,19 +1,23 @@
 """Figures: image grids and curves, drawn with matplotlib."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 
+if TYPE_CHECKING:
+    import numpy as np
+    from matplotlib.figure import Figure
 
-def to_numpy_image(x: torch.Tensor):
+
+def to_numpy_image(x: torch.Tensor) -> np.ndarray:
     """(3, H, W) in [-1, 1] -> (H, W, 3) numpy array in [0, 1] for imshow."""
     return ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
 
 
 def image_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str] | None = None,
-               col_titles: Sequence[str] | None = None, scale: float = 1.1, title: str | None = None):
+               col_titles: Sequence[str] | None = None, scale: float = 1.1, title: str | None = None) -> Figure:
     """A figure with one row per (N, 3, H, W) batch; returns the matplotlib Figure."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols + (1.2 if row_titles else 0), scale * n_rows),
@@ -64,5 +68,5 @@ class LiveLossPlot:
             return
         if self.handle is None:
             self.handle = display(self.fig, display_id=True)
-        elif self.handle is not None:
+        else:
             self.handle.update(self.fig)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -16,6 +16,11 @@ from . import settings
 from .ddim import Schedule
 from .intervals import DistanceTable, reference_table, t_boost_from_table, t_edit_from_table
 from .settings import default_device
+
+if TYPE_CHECKING:
+    from .delta_block import DeltaBlock
+    from .evaluator import Evaluator
+    from .widgets import Scene
 
 TOY = "toy"
 OWN_TABLES_DISTANCE = "lpips-alex"  # the distance a real world's own tables are measured and cached with
@@ -116,7 +121,7 @@ class World:
         edit_table, boost_table = self.tables()
         return t_edit_from_table(edit_table, max(cosine, 1e-3)), t_boost_from_table(boost_table)
 
-    def editor(self, edit: str):
+    def editor(self, edit: str) -> tuple[DeltaBlock, int, int]:
         """(f_t, t_edit, t_boost) for a named edit: the shipped toy editors, or the authors' released ones."""
         if self.name == TOY:
             from .train_asyrp import load_editor
@@ -147,7 +152,7 @@ class World:
         return editors
 
     def scene(self, edits: tuple[str, ...] | None = None, image: torch.Tensor | None = None,
-              num_steps: int | None = None, seed: int = 0, cache_dir: str | Path | None = None):
+              num_steps: int | None = None, seed: int = 0, cache_dir: str | Path | None = None) -> Scene:
         """One image inverted once with this world's editors, for the sliders of `asyrp_edu.sliders`
         (num_steps: the sliders' `widgets.LIVE_STEPS` unless given). The real world boosts quality below t_boost, as
         the paper does; the toy editors were trained and measured without it."""
@@ -160,7 +165,7 @@ class World:
         return make_scene(self.unet, self.schedule, image, num_steps=num_steps or LIVE_STEPS, seed=seed,
                           cache_dir=cache_dir, editors=self.scene_editors(edits), t_boost=t_boost)
 
-    def judge(self, edits: tuple[str, ...] | None = None):
+    def judge(self, edits: tuple[str, ...] | None = None) -> Evaluator | ClipJudge:
         """What reads an edit's effect: the evaluation network (toy) or CLIP along each edit's ΔT (real)."""
         if self.name == TOY:
             from .evaluator import load_evaluator
@@ -264,8 +269,12 @@ def check_editor(world: World, edit: str, source: str | None = None, target: str
     x_T = cached_inversion(world.unet, world.schedule, images, world.num_steps, settings.cache_dir(), progress=False,
                            fixed_point_iters=world.inversion_iters)
     intervals = Intervals(t_edit, t_boost)
-    plain = generate_edited(world.unet, x_T, world.schedule, None, intervals, world.num_steps).clamp(-1, 1)
-    edited = generate_edited(world.unet, x_T, world.schedule, editor, intervals, world.num_steps).clamp(-1, 1)
+
+    def generate(delta_h) -> torch.Tensor:  # the same η = 1 noise below t_boost in both runs: only the edit differs
+        return generate_edited(world.unet, x_T, world.schedule, delta_h, intervals, world.num_steps,
+                               generator=torch.Generator().manual_seed(seed)).clamp(-1, 1)
+
+    plain, edited = generate(None), generate(editor)
     delta_T, _ = text_direction(world.clip.encode_text, source, target)
     delta_I = world.clip.encode_image(edited) - world.clip.encode_image(plain)
     s_dir = F.cosine_similarity(delta_I, delta_T.to(delta_I)[None], dim=-1)

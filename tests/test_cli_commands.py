@@ -34,7 +34,10 @@ def test_measure_reports_the_toy_ddpm(capsys):
 
 
 def test_training_commands_write_weights_that_load(tmp_path, capsys, monkeypatch):
+    from safetensors import safe_open
+
     from asyrp_edu.autoencoder import load_toy_autoencoder
+    from asyrp_edu.checks import sha256_of
     from asyrp_edu.evaluator import load_evaluator
     from asyrp_edu.ldm import load_toy_ldm
 
@@ -48,6 +51,10 @@ def test_training_commands_write_weights_that_load(tmp_path, capsys, monkeypatch
     main(["train-ddpm", "--world", "toy-ldm", "--out", "ldm", "--steps", "2", "--batch-size", "2",
           "--autoencoder", "vae/toy_vae.safetensors"])
     assert "EMA weights after 2 steps" in capsys.readouterr().out
+    with safe_open("ldm/toy_ldm.safetensors", framework="pt") as f:  # it names the autoencoder it was trained with
+        made_with = f.metadata()
+    assert made_with["autoencoder"] == "toy_vae.safetensors"
+    assert made_with["autoencoder_sha256"] == sha256_of(tmp_path / "vae" / "toy_vae.safetensors")
     ldm = load_toy_ldm(tmp_path / "ldm" / "toy_ldm.safetensors", tmp_path / "vae" / "toy_vae.safetensors")
     z = codec.encode(torch.zeros(1, 3, 32, 32))
     assert ldm.unet(z, torch.tensor([500])).sample.shape == z.shape  # the latent U-Net runs on this VAE's latents

@@ -19,8 +19,29 @@ def test_train_then_evaluate_a_toy_editor(tmp_path, capsys, monkeypatch):
     main(["evaluate", "--world", "toy", "--attribute", "smiling", "--editor", "editors/smiling", "--n", "4",
           "--steps", "5", "--t-edit", "500", "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert report["n"] == 4 and -1 <= report["s_dir"] <= 1 and 0 <= report["success_rate"] <= 1
+    assert report["n"] == 4 and report["success_rate"] * 4 in (0, 1, 2, 3, 4)  # a share of 4 faces
     assert set(report["leakage"]) == {"eye_size", "skin_tone", "hair_color"}
+    assert report["reconstruction_mse"] < 0.01  # the shipped DDPM inverts at 5 steps (0.0004 at 10)
+
+
+def test_evaluate_scales_delta_h_for_another_number_of_steps(tmp_path, capsys, monkeypatch):
+    """An editor trained with 5 steps, evaluated with 10: Δh × 5/10 (the paper's n_train/n_test), as the sliders do."""
+    import asyrp_edu.evaluate_edits as evaluate_edits
+    from asyrp_edu.editing import ScaledEditor
+
+    monkeypatch.chdir(tmp_path)
+    main(["train", "--world", "toy", "--edit", "smiling", "--n-images", "2", "--batch-size", "2", "--steps", "5",
+          "--t-edit", "500", "--out", "editor"])
+    seen = []
+    monkeypatch.setattr(evaluate_edits, "evaluate_editor", lambda unet, schedule, editor, *a, **k: seen.append(
+        (editor, a[5], a[6])) or evaluate_edits.EditReport("smiling", 2, 0, 0, {}, 0, 0, 0))
+    for steps in ("10", "5"):
+        main(["evaluate", "--attribute", "smiling", "--editor", "editor", "--n", "2", "--steps", steps, "--t-edit",
+              "0"])
+    (scaled, intervals, n_steps), (plain, _, _) = seen
+    assert isinstance(scaled, ScaledEditor) and scaled.scale == 0.5 and n_steps == 10
+    assert intervals.t_edit == 0  # --t-edit 0 is a value, not "use the editor's own"
+    assert not isinstance(plain, ScaledEditor)
 
 
 def test_train_and_evaluate_on_a_toy_ddpm_of_your_own(tmp_path, capsys, monkeypatch):
@@ -51,6 +72,8 @@ def test_cli_errors_name_the_fix(tmp_path, monkeypatch):
         main(["evaluate", "--attribute", "smiling", "--editor", "no/such/folder"])
     with pytest.raises(KeyError, match="known edits"):
         main(["evaluate", "--attribute", "frowning"])
+    with pytest.raises(KeyError, match="known edits"):
+        main(["train", "--world", "toy", "--edit", "frowning"])
     with pytest.raises(SystemExit, match="--world toy"):
         main(["train", "--world", "celeba_hq", "--edit", "smiling"])
     with pytest.raises(SystemExit, match=r"SOURCE\|TARGET"):
@@ -128,6 +151,29 @@ def test_alien_success_needs_a_green_face_on_an_intact_image():
                                                                        "background_hue": torch.full((8,), 0.33)}),
                                                           green_bg).all()
     assert not alien_success(wash, green_bg).any()
+
+
+def test_boosted_reports_compare_runs_with_the_same_noise(tiny_unet):
+    """With t_boost > 0 the edited, symmetric and unedited runs get the same η = 1 noise: Δh = 0 changes nothing."""
+    from asyrp_edu.ddim import Schedule
+    from asyrp_edu.editing import ConstantDeltaH, Intervals
+    from asyrp_edu.evaluate_edits import evaluate_editor
+    from asyrp_edu.hspace import h_shape
+
+    x_T = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+
+    def judge(images):
+        return {k: images[:, i % 3].mean((1, 2)) for i, k in enumerate(("mouth", "eye_size", "skin_tone",
+                                                                          "hair_color"))} | \
+            {"glasses": (images[:, 1].mean((1, 2)) > 0).float()}
+
+    clip = SimpleNamespace(encode_image=lambda images: images.mean((2, 3)),
+                           encode_text=lambda prompts: torch.eye(3)[:len(prompts)])
+    report = evaluate_editor(tiny_unet, Schedule.linear(), ConstantDeltaH(h_shape(tiny_unet)), judge, clip,
+                             "smiling", x_T, torch.zeros(3, 3, 16, 16), Intervals(500, 300), 8)
+    # round-off only (the edited decoder runs as a batch of two); with other noise the unedited run differs too
+    assert abs(report.mean_change) < 1e-5 and abs(report.symmetric_change) < 1e-5
+    assert report.glasses_flip_rate == 0.0 and max(report.leakage.values()) < 1e-5
 
 
 def test_every_number_of_an_edit_report_by_hand(tiny_unet):

@@ -181,6 +181,8 @@ def test_edited_latent_generation_differs_from_plain(tiny_ldm):
     plain = trajectory_frames(unet, schedule, z_T, 5, codec)
     assert [f.kind for f in edited[:3]] == ["edit", "edit", "ddim"]
     assert not torch.allclose(edited[-1].x_t, plain[-1].x_t)
+    everywhere = trajectory_frames(unet, schedule, z_T, 5, codec, dh)  # a Δh without intervals edits every step
+    assert [f.kind for f in everywhere] == ["edit"] * 5 + ["end"] and [f.kind for f in plain[:5]] == ["ddim"] * 5
 
 
 def test_compvis_ldm_config_has_h_at_8x8_and_takes_an_f_t():

@@ -101,6 +101,26 @@ def test_real_clip_and_lpips_fail_fast_offline(monkeypatch, tmp_path):
         registry.load_clip("RN50")
 
 
+def test_cached_clip_loads_in_offline_mode_when_the_hub_is_unreachable(monkeypatch):
+    """huggingface_hub reads $HF_HUB_OFFLINE only when imported, so load_clip sets its constant for the call."""
+    import huggingface_hub.constants as hub_settings
+    import open_clip
+
+    seen = []
+
+    def fake_create(arch, pretrained, device):
+        seen.append(hub_settings.is_offline_mode())
+        raise RuntimeError("stop here: building the model is not what this test is about")
+
+    monkeypatch.setattr(registry, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(registry, "_clip_cached", lambda arch, tag: True)
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
+    monkeypatch.setattr(hub_settings, "HF_HUB_OFFLINE", False)
+    with pytest.raises(registry.WeightsUnavailable):
+        registry.load_clip("ViT-B-32")
+    assert seen == [True] and hub_settings.HF_HUB_OFFLINE is False  # offline during the call, restored after
+
+
 def test_a_clip_of_another_input_size_gets_resized_images():
     from asyrp_edu.tiny_clip import TINY_CLIP_CONFIG, TinyClip, build_tiny_clip
 

@@ -56,6 +56,40 @@ def test_resume_continues_where_it_stopped(setup, tmp_path):
         assert torch.allclose(p, q, atol=1e-6)
 
 
+def test_resume_refuses_a_run_with_other_settings(setup, tmp_path):
+    """A folder left by another edit is not resumed silently (it would carry on that run's f_t and step count)."""
+    unet, schedule, images, config = setup
+    train_editor(unet, schedule, ColourClip(), images, config, tmp_path, progress=False)
+    config.target = "blue"
+    with pytest.raises(ValueError, match="target: 'green' -> 'blue'.*--no-resume"):
+        train_editor(unet, schedule, ColourClip(), images, config, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="n_images: 4 -> 2"):
+        config.target = "green"
+        train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, progress=False)
+    config.target = "blue"
+    fresh = train_editor(unet, schedule, ColourClip(), images, config, tmp_path, resume=False, progress=False)
+    assert len(fresh.losses) == 2 * 5  # started over: 2 batches × 5 edited steps
+
+
+def test_t_edit_past_the_first_step_is_refused_before_inverting(setup, tmp_path, monkeypatch):
+    import asyrp_edu.train_asyrp as train_asyrp
+
+    unet, schedule, images, config = setup
+    config.t_edit = 900  # 8 steps: the first DDIM step is t = 875
+    monkeypatch.setattr(train_asyrp, "cached_inversion", lambda *a, **k: pytest.fail("inverted first"))
+    with pytest.raises(ValueError, match="t_edit <= 875"):
+        train_editor(unet, schedule, ColourClip(), images, config, tmp_path, progress=False)
+    assert not (tmp_path / EDITOR_FILE).exists()
+
+
+@pytest.mark.parametrize("field, value, match", [("loss_kind", "l2", "'cosine', 'log'"), ("num_steps", 0, "num_steps"),
+                                                 ("batch_size", 0, "batch_size"), ("epochs", 0, "epochs"),
+                                                 ("lr", 0.0, "lr must be > 0"), ("t_edit", 1200, "outside")])
+def test_bad_training_settings_name_the_fix(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        EditorConfig(source="red", target="green", **{field: value})
+
+
 def test_nan_loss_names_the_step(setup, tmp_path):
     unet, schedule, images, config = setup
     clip = ColourClip()
@@ -90,10 +124,30 @@ def test_quality_boosting_adds_noise_only_below_t_boost(tiny_unet):
         assert same == (t >= 400), t  # different noise z changes x only from the first boosted step on
 
 
+def test_quality_boosting_replayed_with_diffusers(tiny_unet):
+    """η = 1 with noise z below t_boost and η = 0 above: diffusers' DDIMScheduler, fed the same z, lands on our x_0."""
+    from diffusers import DDIMScheduler
+
+    reference = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
+                              set_alpha_to_one=True, steps_offset=0)
+    reference.set_timesteps(8)
+    unet = tiny_unet.double()  # float64: round-off over 8 steps of a random network cannot hide a difference
+    x_T = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    ours = generate_edited(unet, x_T, Schedule.from_diffusers(reference), None, Intervals(500, 400), num_steps=8,
+                           generator=torch.Generator().manual_seed(6))
+    g, x = torch.Generator().manual_seed(6), x_T
+    with torch.no_grad():
+        for t in reference.timesteps:
+            eta = 1.0 if t < 400 else 0.0
+            z = torch.randn(x.shape, generator=g, dtype=x.dtype) if eta else None
+            x = reference.step(unet(x, t).sample, t, x, eta=eta, variance_noise=z).prev_sample
+    assert torch.allclose(ours, x, rtol=1e-6, atol=1e-5)  # |x| reaches ~100 on this random network
+
+
 def test_load_editor_refuses_another_models_editor(setup, tmp_path):
     from asyrp_edu.delta_block import DeltaBlock
     from asyrp_edu.models import save_safetensors_atomic
-    from asyrp_edu.train_asyrp import load_editor
+    from asyrp_edu.train_asyrp import load_editor, new_editor
 
     unet, schedule, images, config = setup
     result = train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path / "ok", progress=False)
@@ -105,6 +159,9 @@ def test_load_editor_refuses_another_models_editor(setup, tmp_path):
     save_safetensors_atomic(DeltaBlock(64, 128).state_dict(), tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="64 channels"):
         load_editor(unet, tmp_path / "other.safetensors")
+    save_safetensors_atomic(new_editor(unet).state_dict(), tmp_path / "bare.safetensors")  # no config
+    with pytest.raises(ValueError, match="not the training config.*asyrp-edu train"):
+        load_editor(unet, tmp_path / "bare.safetensors")
     save_safetensors_atomic({"weight": torch.zeros(3)}, tmp_path / "junk.safetensors")
     with pytest.raises(ValueError, match="not an f_t checkpoint"):
         load_editor(unet, tmp_path / "junk.safetensors")
@@ -197,6 +254,8 @@ def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch):
     edited_ts = [t for t in grid if t >= 375]
     assert [t for t, _ in steps] == edited_ts * 2  # two batches of two images, each over [T, t_edit]
     cos = 0.5 / 1.25 ** 0.5  # cos((1, 0.5, 0), (0, 1, 0))
+    red, green = torch.tensor([1.0, 0.5, 0.0]) / 1.25 ** 0.5, torch.tensor([0.0, 1.0, 0.0])
+    expected_delta_T = (green - red) / (green - red).norm()
     alpha_bar = reference.alphas_cumprod.double()
     x_T = train_asyrp.cached_inversion(unet, schedule, images, 8, tmp_path / "cache", progress=False)
     for batch in (slice(0, 2), slice(2, 4)):
@@ -213,7 +272,10 @@ def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch):
             # P_t from the edited ε, D_t from the unedited one: x_{t−1} = sqrt(ā_{t−1})·P_t + sqrt(1 − ā_{t−1})·ε
             P_edit = (seen_x.double() - (1 - a).sqrt() * eps_edit) / a.sqrt()
             x = a_prev.sqrt() * P_edit + (1 - a_prev).sqrt() * eps
-            _, loss_P_edit, recon_reference, _, lambda_recon, _, _, clip_reference = args[:8]
+            _, loss_P_edit, recon_reference, delta_T, lambda_recon, lambda_clip, kind, clip_reference = args[:8]
             assert torch.allclose(loss_P_edit.detach().double(), P_edit, atol=1e-3), t
             assert torch.equal(recon_reference, images[batch]) and torch.equal(clip_reference, images[batch])
             assert lambda_recon == pytest.approx(3 * cos, abs=1e-6)
+            # ΔT points from the source text (red) to the target text (green), each embedding normalised first
+            assert torch.allclose(delta_T, expected_delta_T, atol=1e-6), delta_T
+            assert (lambda_clip, kind) == (1.0, "cosine")

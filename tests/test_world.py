@@ -27,6 +27,13 @@ def test_a_real_world_from_a_folder_uses_the_authors_tables(tmp_path, monkeypatc
     assert 0 < t_boost < t_edit < 1000
     with pytest.raises(KeyError, match="smiling"):
         w.editor("no such edit")
+    # below t_boost both runs get the same η = 1 noise, so an editor that adds Δh = 0 changes no pixel
+    from asyrp_edu.editing import ConstantDeltaH
+    from asyrp_edu.hspace import h_shape
+
+    monkeypatch.setattr(w, "editor", lambda edit: (ConstantDeltaH(h_shape(w.unet)), 600, 300))
+    check = world.check_editor(w, "smiling", "a sad cartoon face", "a smiling cartoon face", n=2)
+    assert check["t_boost"] == 300 and check["mean_pixel_change"] < 1e-3  # round-off (6e-5); other noise: 0.17
 
 
 def _first_t_reaching(path, threshold: float) -> int:
