@@ -44,6 +44,8 @@ def _panel(render: Callable[[], torch.Tensor], controls: list[W.Widget], upscale
             message.value = ""
         except (ValueError, KeyError) as err:  # bad input: say what to do, keep the last good image
             message.value = f"<span style='color:#b00'>⚠ {err}</span>"
+        except Exception as err:  # anything else (out of GPU memory, say): shown here, not lost in the widget log
+            message.value = f"<span style='color:#b00'>⚠ {type(err).__name__}: {err}</span>"
 
     def reject(text: str) -> None:
         message.value = f"<span style='color:#b00'>⚠ {text}</span>"
@@ -58,35 +60,46 @@ def _panel(render: Callable[[], torch.Tensor], controls: list[W.Widget], upscale
     return box
 
 
+LIVE_MAX_SIDE = 64  # images up to this side render in a blink on a CPU (toy: 0.2 s); larger ones take seconds
+
+
+def live(scene: Scene) -> bool:
+    """Re-render while a slider is dragged (small images), or only when it is let go (a 256² model: seconds)."""
+    return scene.original.shape[-1] <= LIVE_MAX_SIDE
+
+
 def _slider(description: str, value: float = 1.0, low: float = STRENGTH_RANGE[0],
-            high: float = STRENGTH_RANGE[1], step: float = 0.1) -> CheckedFloatSlider:
+            high: float = STRENGTH_RANGE[1], step: float = 0.1, continuous: bool = True) -> CheckedFloatSlider:
+    """A checked slider; continuous: render while dragging (else when released, so renders do not queue up)."""
     return CheckedFloatSlider(value=value, min=low, max=high, step=step, description=description,
-                              continuous_update=True, style={"description_width": "initial"})
+                              continuous_update=continuous, style={"description_width": "initial"})
 
 
 def strength_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
     """(a) One editor's strength from −2 to 2 on the scene's image."""
     choice = W.Dropdown(options=sorted(scene.editors), value=edit, description="editor")
-    strength = _slider("strength")
+    strength = _slider("strength", continuous=live(scene))
     return _panel(lambda: render_strength(scene, choice.value, strength.value), [choice, strength])
 
 
 def mixer_widget(scene: Scene) -> W.VBox:
     """(b) One slider per editor: Δh = Σ c_i·Δh_i."""
-    sliders = {name: _slider(name, 0.0) for name in sorted(scene.editors)}
+    sliders = {name: _slider(name, 0.0, continuous=live(scene)) for name in sorted(scene.editors)}
     return _panel(lambda: render_mix(scene, {n: s.value for n, s in sliders.items()}), list(sliders.values()))
 
 
 def t_edit_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
     """(c) Where the editing interval ends: small t_edit edits longer, large t_edit shorter."""
     start = scene.editors[edit][1].t_edit
-    t_edit = CheckedIntSlider(value=start, min=0, max=scene.schedule.T - 1, step=20, description="t_edit")
+    t_edit = CheckedIntSlider(value=start, min=0, max=scene.schedule.T - 1, step=20, description="t_edit",
+                              continuous_update=live(scene))
     return _panel(lambda: render_t_edit(scene, edit, t_edit.value), [t_edit])
 
 
 def scrubber_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
     """(d) x_t, P_t, D_t along the unedited (top) and edited (bottom) trajectories."""
-    index = CheckedIntSlider(value=0, min=0, max=scene.num_steps - 1, description="step")
+    index = CheckedIntSlider(value=0, min=0, max=scene.num_steps - 1, description="step",
+                             continuous_update=live(scene))
     label = W.HTML()
 
     def render() -> torch.Tensor:
@@ -107,12 +120,17 @@ def upload_widget(unet, schedule, on_scene: Callable[[Scene], None], **scene_kwa
         if not upload.value:
             return
         item = upload.value[0] if isinstance(upload.value, (list, tuple)) else next(iter(upload.value.values()))
+        message.value = "inverting your image…"  # seconds on a 256² model
         try:
             image, note = load_user_image(bytes(item["content"]), unet.config.sample_size)
             on_scene(make_scene(unet, schedule, image, **scene_kwargs))
             message.value = f"inverted your image: {note}"
         except ValueError as err:
             message.value = f"<span style='color:#b00'>⚠ {err}</span>"
+        except Exception as err:  # anything else (out of GPU memory, say): shown here, the kernel keeps working
+            message.value = f"<span style='color:#b00'>⚠ {type(err).__name__}: {err}</span>"
+        finally:
+            upload.value = ()  # so that uploading the same file again is seen as a new upload
 
     upload.observe(received, names="value")
     return W.VBox([upload, message])

@@ -49,10 +49,10 @@ class LiveLossPlot:
         self.fig, (self.ax_loss, self.ax_sdir) = plt.subplots(1, 2, figsize=(8, 2.6))
         plt.close(self.fig)  # shown through the display handle only, not once more at the end of the cell
 
-    def __call__(self, result) -> None:
-        """Redraw from result.losses and result.s_dir (any object with those two lists)."""
+    def __call__(self, result, force: bool = False) -> None:
+        """Redraw from result.losses and result.s_dir (any object with those two lists) every `every` updates."""
         n = len(result.losses)
-        if n % self.every and n > 1:
+        if n % self.every and n > 1 and not force:
             return
         for ax, values, name in ((self.ax_loss, result.losses, "loss"), (self.ax_sdir, result.s_dir, "S_dir")):
             ax.clear()
@@ -70,3 +70,7 @@ class LiveLossPlot:
             self.handle = display(self.fig, display_id=True)
         else:
             self.handle.update(self.fig)
+
+    def finish(self, result) -> None:
+        """Draw the last updates too, once training has returned its result."""
+        self(result, force=True)

@@ -156,13 +156,16 @@ def timestep_of(scene: Scene, index: int) -> int:
 
 def load_user_image(data: bytes, size: int = 32) -> tuple[torch.Tensor, str]:
     """An uploaded file as a (1, 3, size, size) image in [−1, 1], centre-cropped; returns (image, note for the user)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError("this file is not an image we can read; upload a PNG or JPEG photo") from err
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"the image is too large to open safely; resize it before uploading ({err})") from err
+    img = ImageOps.exif_transpose(img)  # a phone photo stored sideways, with its rotation in the EXIF tags
     w, h = img.size
     if min(w, h) < MIN_SIDE:
         raise ValueError(f"the image is {w}×{h} pixels; it needs at least {MIN_SIDE} pixels on each side")

@@ -29,7 +29,10 @@ OFFICIAL_PROMPTS: dict[str, tuple[str, str]] = {
     "smiling": ("face", "smiling face"), "pixar": ("human", "3d render in the style of Pixar"),
     "neanderthal": ("human", "neanderthal"), "tanned": ("face", "tanned face"), "sad": ("face", "sad face"),
     "angry": ("face", "angry face"), "young": ("person", "young person"), "makeup": ("face", "face with makeup"),
+    "gothic": ("church", "gothic church"), "princess": ("bedroom", "princess bedroom"),
 }
+# The edit notebook 00 shows first in each world (a model folder has no released editors)
+FIRST_EDIT = {TOY: "smiling", "celeba_hq": "smiling", "church": "gothic", "bedroom": "princess"}
 # The editors the steering notebooks (05, 06) offer in each world: the first two make the linearity strip, the first
 # three the measured combination, the first four the combination grid.
 LIVE_EDITS = {TOY: ("smiling", "glasses", "tanned", "blonde", "alien"),

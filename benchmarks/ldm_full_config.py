@@ -3,9 +3,9 @@ P_t along a short trajectory, and edit h with a fresh f_t. Prints shapes, second
 
 This is the Colab path of notebook 07 with nothing downloaded: a VQModel and a latent UNet2DModel built from the
 CompVis configs (`autoencoder.LDM_CELEBA_HQ_VQ_CONFIG`, `ldm.LDM_CELEBA_HQ_UNET_CONFIG`), saved as an LDMPipeline
-folder (about 1.2 GB, in a temporary folder that is deleted afterwards) and read back by `registry.load_ldm`.
+folder (about 1.3 GB, in a temporary folder that is deleted afterwards) and read back by `registry.load_ldm`.
 
-    python benchmarks/ldm_full_config.py             # 3 steps, about 2-3 minutes on 2 cores
+    python benchmarks/ldm_full_config.py             # 3 steps, 1.5 to 3 minutes on 2 cores
     python benchmarks/ldm_full_config.py --steps 2
 """
 from __future__ import annotations

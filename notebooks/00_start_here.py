@@ -58,7 +58,7 @@ from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.settings import steps
 from asyrp_edu.train_asyrp import cached_inversion
 from asyrp_edu.viz import image_grid
-from asyrp_edu.world import load_world
+from asyrp_edu.world import FIRST_EDIT, load_world
 
 start = time.perf_counter()
 world = load_world(WORLD)
@@ -66,20 +66,26 @@ print(f"world: {world.name} on {world.device}, images {world.image_size}², {wor
 
 # %% [markdown]
 # ## A first edit
-# Invert a few images to x_T (deterministic DDIM), then regenerate them with the "smiling" editor adding Δh_t to
-# the U-Net's bottleneck during the editing interval [T, t_edit].
+# Invert a few images to x_T (deterministic DDIM), then regenerate them with an editor ("smiling" for faces, "gothic"
+# for churches, "princess" for bedrooms) adding Δh_t to the U-Net's bottleneck during the editing interval
+# [T, t_edit]. Below t_boost (real worlds) both rows get the same η = 1 noise, so they differ only by the edit.
 
 # %%
 n_steps = steps(world.num_steps, 8)
 images = world.images(4 if world.name == "toy" else 2, seed=0)
 x_T = cached_inversion(world.unet, world.schedule, images, n_steps, tempfile.mkdtemp(), progress=False,
                        fixed_point_iters=world.inversion_iters)
-editor, t_edit, t_boost = world.editor("smiling")
+edit = FIRST_EDIT.get(world.name)  # None for a model folder: the authors released no editors for it
+editor, t_edit, t_boost = world.editor(edit) if edit else (None, world.schedule.T - 1, 0)
+rows, titles = [images], ["original"]
 with torch.no_grad():
-    reconstructed = generate_edited(world.unet, x_T, world.schedule, None, Intervals(t_edit, t_boost), n_steps)
-    smiling = generate_edited(world.unet, x_T, world.schedule, editor, Intervals(t_edit, t_boost), n_steps)
-image_grid([images, reconstructed, smiling], row_titles=["original", "reconstructed", "smiling"],
-           title=f"t_edit = {t_edit}, t_boost = {t_boost}");
+    for name, delta_h in (("reconstructed", None), (edit, editor)):
+        if name is not None:
+            rows.append(generate_edited(world.unet, x_T, world.schedule, delta_h, Intervals(t_edit, t_boost), n_steps,
+                                        generator=torch.Generator().manual_seed(0)))
+            titles.append(name)
+image_grid(rows, row_titles=titles, title=f"t_edit = {t_edit}, t_boost = {t_boost}" if edit else
+           "no released editor for this model: train one in notebook 04");
 print(f"done in {time.perf_counter() - start:.0f} s")
 if torch.cuda.is_available():
     print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")

@@ -96,7 +96,7 @@ image_grid([x_t], col_titles=[f"t = {t}" for t in ts.tolist()]);
 # The network ε_θ(x_t, t) learns to predict the noise that was added: L = ‖ε − ε_θ(x_t, t)‖². We use diffusers'
 # `UNet2DModel` — the same class as the CelebA-HQ model of the paper — in a small configuration whose bottleneck
 # (the *h-space* of later notebooks) is 8×8, just like the real one. A few hundred steps already lower the loss a lot;
-# the shipped model trained for 8,000 steps (`asyrp-edu train-ddpm --world toy`).
+# the shipped model trained for 24,000 steps (the README's "Retraining the shipped toy models" gives the commands).
 
 # %%
 run_dir = tempfile.mkdtemp()
@@ -125,21 +125,42 @@ image_grid([samples[:8], samples[8:]], title="new faces from pure noise");
 
 # %%
 def my_alpha_bar(betas: torch.Tensor) -> torch.Tensor:
-    # YOUR CODE HERE — replace the line below
-    return torch.cumprod(1 - betas, dim=0)
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_alpha_bar(my_alpha_bar)
 
 
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_alpha_bar(betas: torch.Tensor) -> torch.Tensor:
+#     return torch.cumprod(1 - betas, dim=0)
+# ```
+#
+# </details>
+
 # %%
 def my_q_sample(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    # YOUR CODE HERE — replace the lines below
-    a = alpha_bar[t].view(-1, 1, 1, 1)
-    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_q_sample(my_q_sample)
+
+
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_q_sample(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+#     a = alpha_bar[t].view(-1, 1, 1, 1)
+#     return a.sqrt() * x0 + (1 - a).sqrt() * eps
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **3. (think)** At which t has half of the signal's *variance* gone (ᾱ_t = 0.5)? Look at the plot, then check with

@@ -40,6 +40,7 @@ if "google.colab" in sys.modules:
 # %%
 import matplotlib.pyplot as plt
 import torch
+from tqdm.auto import tqdm
 
 from asyrp_edu.ddim import INVERSION_FIXED_POINT_ITERS, ddim_generate, ddim_invert, unet_noise_model
 from asyrp_edu.exercises import check_direction_to_xt, check_predict_x0
@@ -75,7 +76,7 @@ ts = [t for t, _ in trajectory]
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(ts, [float(o.P_t.std()) for _, o in trajectory], label="std of P_t")
 ax.plot(ts, [float(o.D_t.std()) for _, o in trajectory], label="std of D_t")
-ax.invert_xaxis(); ax.set_xlabel("t (sampling runs right to left → left to right)"); ax.legend();
+ax.invert_xaxis(); ax.set_xlabel("t (sampling runs from left to right)"); ax.legend();
 
 # %% [markdown]
 # ## 2 · From DDIM (η = 0) to DDPM-like sampling (η = 1)
@@ -103,7 +104,7 @@ image_grid([r.cpu() for r in rows], row_titles=[f"η = {eta}" for eta in etas]);
 # %%
 faces = world.images(4 if real else 16)  # held-out toy faces, or (real world) the model's own samples
 rows = []
-for n in ([5, 10] if smoke() else [5, 10, 20, 40] if real else [5, 10, 20, 40, 100]):
+for n in tqdm([5, 10] if smoke() else [5, 10, 20, 40] if real else [5, 10, 20, 40, 100], desc="step counts"):
     errors = {}
     for iters in (0, INVERSION_FIXED_POINT_ITERS):
         x_T = ddim_invert(eps_model, faces, schedule, num_steps=n, progress=False, fixed_point_iters=iters)
@@ -129,20 +130,41 @@ image_grid([faces[:8].cpu()] + [r[:8].cpu() for _, _, r in rows],
 
 # %%
 def my_predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float) -> torch.Tensor:
-    # YOUR CODE HERE — replace the line below
-    return (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_predict_x0(my_predict_x0)
 
 
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_predict_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float) -> torch.Tensor:
+#     return (x_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5
+# ```
+#
+# </details>
+
 # %%
 def my_direction_to_xt(eps: torch.Tensor, alpha_bar_prev: float, sigma: float) -> torch.Tensor:
-    # YOUR CODE HERE — replace the line below
-    return (1 - alpha_bar_prev - sigma ** 2) ** 0.5 * eps
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_direction_to_xt(my_direction_to_xt)
+
+
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_direction_to_xt(eps: torch.Tensor, alpha_bar_prev: float, sigma: float) -> torch.Tensor:
+#     return (1 - alpha_bar_prev - sigma ** 2) ** 0.5 * eps
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **3. (think)** Why does inversion need η = 0? Try `ddim_generate(..., eta=1.0)` on an inverted x_T and compare.

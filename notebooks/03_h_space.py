@@ -136,8 +136,9 @@ else:  # the model's own samples as training images; t_edit by the paper's LPIPS
 config = EditorConfig(source, target, t_edit=t_edit, num_steps=n_steps, epochs=steps(2, 1), batch_size=batch,
                       lr=0.05, seed=0, inversion_iters=world.inversion_iters)
 global_dh = ConstantDeltaH(hspace.h_shape(unet))
-train_editor(unet, schedule, world.clip, train_faces, config, tempfile.mkdtemp(), editor=global_dh, progress=False,
-             on_step=LiveLossPlot(every=10, title="one global Δh"))
+loss_plot = LiveLossPlot(every=10, title="one global Δh")
+loss_plot.finish(train_editor(unet, schedule, world.clip, train_faces, config, tempfile.mkdtemp(), editor=global_dh,
+                              progress=False, on_step=loss_plot))
 edited = generate_edited(unet, x_T, schedule, global_dh, Intervals(t_edit), n_steps)
 image_grid([r.cpu() for r in (faces, plain, edited)], row_titles=["original", "reconstructed", "+ global Δh"]);
 if world.name == "toy":  # the evaluation network reads the mouth before and after
@@ -151,13 +152,24 @@ if world.name == "toy":  # the evaluation network reads the mouth before and aft
 
 # %%
 def my_asymmetric_step(x_t, eps, eps_edit, alpha_bar_t, alpha_bar_prev):
-    # YOUR CODE HERE — replace the lines below
-    P_t = (x_t - (1 - alpha_bar_t) ** 0.5 * eps_edit) / alpha_bar_t ** 0.5
-    D_t = (1 - alpha_bar_prev) ** 0.5 * eps
-    return alpha_bar_prev ** 0.5 * P_t + D_t
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_asymmetric_step(my_asymmetric_step)
+
+
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_asymmetric_step(x_t, eps, eps_edit, alpha_bar_t, alpha_bar_prev):
+#     P_t = (x_t - (1 - alpha_bar_t) ** 0.5 * eps_edit) / alpha_bar_t ** 0.5
+#     D_t = (1 - alpha_bar_prev) ** 0.5 * eps
+#     return alpha_bar_prev ** 0.5 * P_t + D_t
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **2. (think)** In section 3, why does the symmetric process undo most of the edit? Write x_{t−1} for the symmetric

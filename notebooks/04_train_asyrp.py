@@ -47,6 +47,7 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+from tqdm.auto import tqdm
 import torch.nn.functional as F
 
 from asyrp_edu import toy
@@ -161,8 +162,9 @@ else:  # the model's own samples as training images; t_edit by the paper's LPIPS
     t_edit, lr_f, batch = world.intervals_for(source, target)[0], 2e-3, 1
 config_f = EditorConfig(source, target, t_edit=t_edit, num_steps=n_steps, epochs=steps(2, 1), batch_size=batch,
                         lr=lr_f, seed=0, inversion_iters=world.inversion_iters)
-trained = train_editor(unet, schedule, clip, train_faces, config_f, f"{work}/f_t", progress=False,
-                       on_step=LiveLossPlot(every=10, title="f_t: smiling"))
+loss_plot = LiveLossPlot(every=10, title="f_t: smiling")
+trained = train_editor(unet, schedule, clip, train_faces, config_f, f"{work}/f_t", progress=False, on_step=loss_plot)
+loss_plot.finish(trained)
 x_T = cached_inversion(unet, schedule, new_faces, n_steps, f"{work}/cache", progress=False,
                        fixed_point_iters=config_f.inversion_iters)
 intervals = Intervals(config_f.t_edit)
@@ -190,12 +192,12 @@ if not is_toy:
 
 # %%
 if is_toy:  # measured against the generator's ground truth
-    eval_faces = toy.sample(steps(24, 4), seed=0, heldout=True)[0].to(device)  # 64 faces: `asyrp-edu evaluate`
+    eval_faces = toy.sample(steps(24, 4), seed=0, heldout=True)[0].to(device)  # 24 (`asyrp-edu evaluate`: 64)
     eval_x_T = cached_inversion(unet, schedule, eval_faces, n_steps, f"{work}/cache", progress=False,
                                 fixed_point_iters=world.inversion_iters)  # as the shipped editors were trained
     recon = reconstruct(unet, schedule, eval_x_T, n_steps)  # the unedited result, shared by every editor
     rows, titles, reports = [eval_faces[:8]], ["original"], {}
-    for edit in TOY_EDITS:
+    for edit in tqdm(TOY_EDITS, desc="judging the shipped editors"):
         editor, cfg = load_editor(unet, edit=edit)
         reports[edit] = evaluate_editor(unet, schedule, editor, judge, clip, edit, eval_x_T, eval_faces,
                                         Intervals(cfg.t_edit), n_steps, with_symmetric=edit in ("smiling", "glasses"),
@@ -206,7 +208,7 @@ if is_toy:  # measured against the generator's ground truth
 
 # %%
 if is_toy:  # measured against the generator's ground truth
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3))
     names = list(reports)
     axes[0].bar(names, [reports[e].success_rate for e in names])
     axes[0].set_title("success rate (bar: 0.9)", fontsize=9)
@@ -215,16 +217,18 @@ if is_toy:  # measured against the generator's ground truth
     axes[1].set_title("largest leakage: mean |Δ| of another attribute (bar: 0.15)", fontsize=9)
     axes[1].axhline(0.15, color="k", ls="--", lw=1)
     asym = [reports[e].mean_change for e in names]
-    sym = [reports[e].symmetric_change or 0.0 for e in names]  # measured for smiling and glasses only (time)
+    sym = [float("nan") if reports[e].symmetric_change is None else reports[e].symmetric_change
+           for e in names]  # measured for smiling and glasses only (time); NaN draws no bar
     axes[2].bar([i - 0.2 for i in range(len(names))], asym, width=0.4, label="asymmetric")
     axes[2].bar([i + 0.2 for i in range(len(names))], sym, width=0.4, label="symmetric (smiling, glasses)")
     axes[2].set_xticks(range(len(names)), names)
     axes[2].set_title("mean change of the edited attribute", fontsize=9)
     axes[2].legend(fontsize=7)
+    axes[3].bar(names, [reports[e].s_dir for e in names], color="C2")
+    axes[3].set_title("S_dir = cos(ΔI, ΔT): higher is better", fontsize=9)
     for ax in axes:
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     fig.tight_layout()
-    print("S_dir (cos(ΔI, ΔT), higher is better):", {e: round(reports[e].s_dir, 2) for e in names})
 
 # %% [markdown]
 # ## Exercises
@@ -233,23 +237,45 @@ if is_toy:  # measured against the generator's ground truth
 
 # %%
 def my_directional_loss(e_edit, e_source, delta_T):
-    # YOUR CODE HERE — replace the lines below
-    delta_I = F.normalize(e_edit, dim=-1) - F.normalize(e_source, dim=-1)
-    return 1 - F.cosine_similarity(delta_I, delta_T[None], dim=-1)
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_directional_loss(my_directional_loss)
+
+
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_directional_loss(e_edit, e_source, delta_T):
+#     delta_I = F.normalize(e_edit, dim=-1) - F.normalize(e_source, dim=-1)
+#     return 1 - F.cosine_similarity(delta_I, delta_T[None], dim=-1)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **2.** Pick t_edit from a table: the smallest t whose LPIPS(x0, P_t) reaches 0.33·cos(E_T(source), E_T(target)).
 
 # %%
 def my_t_edit(ts, distances, text_cosine):
-    # YOUR CODE HERE — replace the lines below
-    return next(t for t, d in zip(ts, distances) if d >= 0.33 * text_cosine)
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_t_edit(my_t_edit)
+
+
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_t_edit(ts, distances, text_cosine):
+#     return next(t for t, d in zip(ts, distances) if d >= 0.33 * text_cosine)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **3. (think)** The directional loss only cares about the *direction* of ΔI. If ΔI were measured against the

@@ -48,6 +48,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
+from tqdm.auto import tqdm
 
 from asyrp_edu import sliders, toy
 from asyrp_edu.widgets import LIVE_STEPS
@@ -92,7 +93,8 @@ display(sliders.t_edit_widget(scene, edit_a))
 
 # %% [markdown]
 # **Scrubber**: x_t, P_t and D_t at each step of the reverse process, unedited (top) and edited (bottom). The
-# edit shows up in P_t first; D_t stays the same in both rows while editing, because Asyrp never edits it.
+# edit shows up in P_t first. D_t always takes the unedited ε(x_t), so at the first step it is the same in both rows;
+# later it differs only because the edited x_t has drifted away from the unedited one.
 
 # %%
 display(sliders.scrubber_widget(scene, edit_a))
@@ -146,7 +148,7 @@ heldout_x_T = cached_inversion(unet, schedule, heldout, n_steps, cache, progress
 base = unedited_judgement(unet, schedule, judge, heldout_x_T, n_steps)  # the unedited reading, computed once
 fig, ax = plt.subplots(figsize=(5, 3.2))
 linearity = {}
-for edit in (edit_a, edit_b):
+for edit in tqdm((edit_a, edit_b), desc="linearity: 4 scales per editor"):
     editor, config = scene.editors[edit]
     lin = linearity[edit] = measure_linearity(unet, schedule, editor, config.t_edit, judge, world.attribute(edit),
                                               heldout_x_T, n_steps, base=base)
@@ -154,6 +156,7 @@ for edit in (edit_a, edit_b):
 ax.axhline(0, color="k", lw=0.5)
 ax.set_xlabel("scale of Δh")
 ax.set_ylabel("mean change of the attribute" if is_toy else "mean change of cos(E_I, ΔT)")
+ax.set_title("linearity: the bar is Pearson r ≥ 0.98", fontsize=9)
 ax.legend(fontsize=8);
 
 # %% [markdown]
@@ -176,9 +179,10 @@ variants = {"mean over images": global_delta_h(per_image),
             "mean over images and t": global_delta_h(per_image, over_timesteps=True),
             "… length kept": global_delta_h(per_image, over_timesteps=True, keep_norm=True)}
 attribute = world.attribute(edit_a)
-effect = {"f_t (per image)": linearity[edit_a].mean_change[scales.index(1.0)]}  # scale 1 of section 3: f_t itself
+lin_a = linearity[edit_a]
+effect = {"f_t (per image)": lin_a.mean_change[lin_a.scales.index(1.0)]}  # scale 1 of section 3: f_t itself
 effect.update({name: mean_changes(unet, schedule, dh, config.t_edit, judge, heldout_x_T, [attribute], n_steps,
-                                  base)[attribute] for name, dh in variants.items()})
+                                  base)[attribute] for name, dh in tqdm(variants.items(), desc="global Δh")})
 mean_per_t = variants["mean over images"]  # {t: (1, C_h, 8, 8)}
 ts, cos = timestep_cosines(mean_per_t)
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.2))
@@ -208,11 +212,22 @@ fig.tight_layout()
 
 # %%
 def my_step_scale(n_train, n_test):
-    # YOUR CODE HERE — replace the line below
-    return n_train / n_test
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_step_scale(my_step_scale)
+
+
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_step_scale(n_train, n_test):
+#     return n_train / n_test
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **2. (think)** In section 4 the single Δh averaged over images *and* timesteps keeps most of the effect. What does

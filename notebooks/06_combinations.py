@@ -42,6 +42,7 @@ import time
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
+from tqdm.auto import tqdm
 
 from asyrp_edu import sliders
 from asyrp_edu.widgets import LIVE_STEPS
@@ -89,9 +90,9 @@ x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False,
 a, b, c, d = names[:4]
 plans = {"none": [], a: [a], b: [b], f"{a} + {b}": [a, b], f"+ {c}": [a, b, c], f"+ {d}": [a, b, c, d]}
 columns = []
-for names in plans.values():
-    mix = MixedEditor({n: editors[n][0] for n in names}, {n: 1.0 for n in names},
-                      {n: editors[n][1].t_edit for n in names})  # each editor in its own interval [T, t_edit]
+for plan in plans.values():
+    mix = MixedEditor({n: editors[n][0] for n in plan}, {n: 1.0 for n in plan},
+                      {n: editors[n][1].t_edit for n in plan})  # each editor in its own interval [T, t_edit]
     columns.append(generate_edited(unet, x_T, schedule, mix, Intervals(mix.interval_end(schedule.T)), n_steps))
 image_grid([torch.stack([c[i] for c in columns]) for i in range(len(faces))], col_titles=list(plans),
            title="Δh added across editors");
@@ -112,13 +113,15 @@ solo = {n: mean_changes(unet, schedule, editors[n][0], editors[n][1].t_edit, jud
         for n in (a, b, c)}  # each editor alone, shared by both groups
 groups = {f"{a} + {b}": [a, b], f"{a} + {b} + {c}": [a, b, c]}
 fig, axes = plt.subplots(1, len(groups), figsize=(10, 3.2))
-for ax, (title, group) in zip(axes, groups.items()):
+for ax, (title, group) in zip(axes, tqdm(groups.items(), desc="combinations")):
     report = combination_effects(unet, schedule, {n: (editors[n][0], editors[n][1].t_edit, world.attribute(n))
                                                   for n in group},
                                  judge, heldout_x_T, n_steps, base, solo)
     xs = range(len(group))
     ax.bar([x - 0.2 for x in xs], [report[n]["solo"] for n in group], width=0.4, label="alone")
     ax.bar([x + 0.2 for x in xs], [report[n]["mixed"] for n in group], width=0.4, label="in the mix")
+    ax.hlines([0.75 * report[n]["solo"] for n in group], [x for x in xs], [x + 0.4 for x in xs], colors="k",
+              linestyles="--", lw=1, label="the bar: 75% of alone")
     ax.set_xticks(list(xs), [f"{n}\n{report[n]['ratio']:.0%} kept" for n in group], fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
@@ -131,16 +134,28 @@ fig.tight_layout()
 
 # %%
 def my_mix(deltas, coefficients):
-    # YOUR CODE HERE — replace the line below
-    return sum(c * d for c, d in zip(coefficients, deltas))
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_mixed_delta(my_mix)
 
+
 # %% [markdown]
-# **2. (think)** The mix edits until the *latest* t_edit of its editors (the smallest t). Why might an editor
-# trained for a short interval overshoot when it keeps editing for longer inside the mix? How could you fix it
-# without retraining? (Hint: notebook 05's t_edit slider.)
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_mix(deltas, coefficients):
+#     return sum(c * d for c, d in zip(coefficients, deltas))
+# ```
+#
+# </details>
+
+# %% [markdown]
+# **2. (think)** In the mix each editor edits only in its own interval [T, t_edit_i], as it was trained. What would
+# happen if every editor kept editing down to the smallest t_edit of the mix instead? Try it: build
+# `MixedEditor(editors, coefficients)` without `t_edits` and compare the grid with the one above. (Hint: notebook
+# 05's t_edit slider shows what editing longer does to one editor.)
 
 
 # %%

@@ -82,8 +82,9 @@ def source_images(n: int, seed: int = 0) -> torch.Tensor:
 
 # %% [markdown]
 # ## 1 · The first stage: x → z → x
-# The U-Net never sees pixels. Below: faces, their four latent channels, and the decoded reconstruction. The
-# latent is scaled to unit spread, z = (E(x) − shift) · scale, as diffusers does with `scaling_factor`.
+# The U-Net never sees pixels. Below: faces, their latent channels (the toy autoencoder has 4, CelebA-HQ's VQ-VAE 3),
+# and the decoded reconstruction. The latent is scaled to unit spread, z = (E(x) − shift) · scale, as diffusers does
+# with `scaling_factor`.
 
 # %%
 faces = source_images(6, seed=1)
@@ -129,8 +130,10 @@ config = EditorConfig(source=source, target=target, t_edit=400 if WORLD == "toy-
                       num_steps=steps(40, 6), batch_size=8, epochs=1, seed=0)
 train_faces = toy.sample(steps(16, 4), seed=0)[0] if WORLD == "toy-ldm" else source_images(steps(8, 2), seed=5)
 start = time.perf_counter()
+loss_plot = LiveLossPlot(every=5, title=f"f_t in latent h-space: {target}")
 result = train_editor(unet, schedule, clip, train_faces.to(device), config, f"{cache}/ldm_editor", codec=codec,
-                      on_step=LiveLossPlot(every=5, title=f"f_t in latent h-space: {target}"))
+                      on_step=loss_plot)
+loss_plot.finish(result)
 print(f"trained in {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
@@ -223,11 +226,22 @@ if WORLD == "toy-ldm":
 
 # %%
 def my_latent(raw, scale, shift):
-    # YOUR CODE HERE — replace the line below
-    return (raw - shift) * scale
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_latent_scaling(my_latent)
+
+
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_latent(raw, scale, shift):
+#     return (raw - shift) * scale
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **2.** What the CLIP loss sees in an LDM: from the latent z_t, the predicted noise ε and alpha_bar_t, compute
@@ -235,11 +249,22 @@ check_latent_scaling(my_latent)
 
 # %%
 def my_decoded_P_t(z_t, eps, alpha_bar_t, decode):
-    # YOUR CODE HERE — replace the line below
-    return decode((z_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5)
+    # YOUR CODE HERE: replace `None` with your answer (a solution is below the check)
+    return None
 
 
 check_decoded_P_t(my_decoded_P_t)
+
+
+# %% [markdown]
+# <details><summary>A solution (open it after trying)</summary>
+#
+# ```python
+# def my_decoded_P_t(z_t, eps, alpha_bar_t, decode):
+#     return decode((z_t - (1 - alpha_bar_t) ** 0.5 * eps) / alpha_bar_t ** 0.5)
+# ```
+#
+# </details>
 
 # %% [markdown]
 # **3. (think, then try)** Section 4 times one edited image in both worlds. Which parts of an LDM step are cheaper

@@ -2,8 +2,8 @@
 
 `asyrp-edu hspace` measures each share on 64 held-out faces. This script repeats the homogeneity part for one editor
 on `--sets` sets of 64 (held-out seeds 0, 1, …; seed 0 is the set `hspace` uses) and prints the share pooled over
-all of them with a 95% bootstrap interval over faces. About 2 minutes per set on a 2-core CPU (inversions cached in
-settings.cache_dir()).
+all of them with a 95% bootstrap interval over faces. About 1.5 to 2 minutes per set on a 2-core CPU (6 minutes for
+four sets once their inversions are cached in settings.cache_dir()).
 
     python scripts/homogeneity_precision.py --edit smiling --sets 4
 """

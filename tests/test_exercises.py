@@ -1,5 +1,6 @@
 """The exercise checks accept the right answer and explain the typical wrong ones."""
 import torch
+import torch.nn.functional as F
 
 from asyrp_edu import exercises
 
@@ -36,8 +37,16 @@ def test_asymmetric_step_check():
     assert not v and "symmetric" in v.message
 
 
+def test_one_number_instead_of_a_batch_and_float32_answers():
+    v = exercises.check_directional_loss(lambda a, b, d: (1 - F.cosine_similarity(
+        F.normalize(a, dim=-1) - F.normalize(b, dim=-1), d[None], dim=-1)).mean())
+    assert not v and "one number" in v.message and "(4,)" in v.message
+    # float64 betas, a float32 answer built in a loop: right, not an error
+    assert exercises.check_alpha_bar(lambda b: torch.tensor([float(torch.prod(1 - b[:i + 1])) for i in range(len(b))],
+                                                            dtype=torch.float32))
+
+
 def test_directional_loss_check():
-    import torch.nn.functional as F
 
     def right(e_edit, e_src, dT):
         return 1 - F.cosine_similarity(F.normalize(e_edit, dim=-1) - F.normalize(e_src, dim=-1), dT[None], dim=-1)
@@ -58,6 +67,10 @@ def test_t_edit_check():
     assert not v and "text cosine" in v.message
     v = exercises.check_t_edit(lambda ts, ds, cos: 500.0)
     assert not v and "int" in v.message
+    import numpy as np
+
+    assert exercises.check_t_edit(lambda ts, ds, cos: np.int64(right(ts, ds, cos)))  # numpy's ints are ints
+    assert exercises.check_t_edit(lambda ts, ds, cos: torch.tensor(right(ts, ds, cos)))  # so is a 0-d int tensor
 
 
 def test_step_scale_and_mix_checks():
@@ -79,3 +92,26 @@ def test_latent_exercises_of_notebook_07():
     v = exercises.check_decoded_P_t(lambda z, e, a, decode: decode(z))
     assert not v and "decode P_t" in v.message
     assert not exercises.check_decoded_P_t(lambda z, e, a, decode: (z - (1 - a) ** 0.5 * e) / a ** 0.5)
+
+
+def test_every_notebook_exercise_ships_a_stub_and_a_solution_that_passes_its_check():
+    """Each exercise cell returns None until the student writes it; the collapsed solution below it passes the check."""
+    import re
+    from pathlib import Path
+
+    solved = 0
+    for path in sorted(Path(__file__).parents[1].glob("notebooks/0*.py")):
+        text = path.read_text()
+        checks = dict((fn, check) for check, fn in re.findall(r"^(check_\w+)\((my_\w+)\)$", text, re.M))
+        blocks = re.findall(r"^# <details><summary>A solution.*?^# ```python\n(.*?)^# ```$", text, re.M | re.S)
+        assert len(blocks) == len(checks), path.name  # one solution per checked exercise
+        for block in blocks:
+            namespace = {"torch": torch, "F": F}
+            exec("\n".join(line[2:] for line in block.splitlines()), namespace)  # the block without its "# "
+            fn = next(name for name in namespace if name.startswith("my_"))
+            verdict = getattr(exercises, checks[fn])(namespace[fn])
+            assert verdict, (path.name, fn, verdict)
+            stub = re.search(rf"^def {fn}\(.*?\n\n", text, re.M | re.S).group(0)
+            assert "return None" in stub and "YOUR CODE HERE" in stub, (path.name, fn)
+            solved += 1
+    assert solved == 11

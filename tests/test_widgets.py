@@ -150,6 +150,21 @@ def test_a_render_error_shows_in_the_widget_and_keeps_the_last_image(scene):
     fail["now"] = False
     slider.value = 0.7  # the kernel and the widget keep working
     assert panel.message.value == ""
+    shown = panel.image.value
+    panel_broken = sliders._panel(lambda: (_ for _ in ()).throw(RuntimeError("CUDA out of memory")) if fail["now"]
+                                  else widgets.render_strength(scene, "a", 1.0), [slider])
+    fail["now"] = True
+    slider.value = 0.3  # an unexpected error also shows in the widget, with its type
+    assert "RuntimeError: CUDA out of memory" in panel_broken.message.value and panel_broken.image.value == shown
+
+
+def test_sliders_render_while_dragging_only_for_small_images(scene):
+    from types import SimpleNamespace
+
+    from asyrp_edu import sliders
+
+    assert sliders.live(scene) and sliders.strength_widget(scene, "a").children[1].continuous_update
+    assert not sliders.live(SimpleNamespace(original=torch.zeros(1, 3, 256, 256)))  # seconds per render: on release
 
 
 def test_upload_widget_inverts_a_picture_and_explains_a_bad_file(scene, tmp_path):
@@ -168,6 +183,9 @@ def test_upload_widget_inverts_a_picture_and_explains_a_bad_file(scene, tmp_path
     assert "not an image" in message.value and scenes == []
     send(_png("L", (40, 40), 200))  # greyscale: converted, with a note
     assert len(scenes) == 1 and "converted to RGB" in message.value and "inverted your image" in message.value
+    assert upload.value == ()  # cleared, so the same file uploaded again is a new upload
+    send(_png("L", (40, 40), 200))
+    assert len(scenes) == 2
     assert scenes[0].original.shape == (1, 3, 16, 16) and scenes[0].x_T.shape == (1, 3, 16, 16)
     assert torch.allclose(scenes[0].original, torch.full((1, 3, 16, 16), 200 / 127.5 - 1), atol=1e-6)
 
@@ -180,6 +198,17 @@ def _png(mode: str, size: tuple[int, int], color=0, left_stripe=None) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_a_phone_photo_is_turned_upright_by_its_exif_rotation():
+    image = Image.new("RGB", (40, 40), (0, 0, 0))
+    image.paste((255, 255, 255), (0, 0, 4, 40))  # a white stripe down the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: shown rotated 90° clockwise, so the left edge becomes the top
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    x, _ = widgets.load_user_image(buffer.getvalue(), 16)
+    assert x[0, :, 0].mean() > 0.9 and x[0, :, -1].mean() < -0.9  # the stripe is the top row, not the left column
 
 
 def test_uploaded_images_are_checked_and_converted(monkeypatch):

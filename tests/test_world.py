@@ -65,3 +65,13 @@ def test_toy_world_measures_its_tables_only_when_asked():
     assert d[t_edit] >= 0.33 * cosine and all(v < 0.33 * cosine for t, v in d.items() if t < t_edit)
     b = dict(zip(w.boost_table.t, w.boost_table.distance))  # t_boost the first t whose x_t is 1.2 away
     assert b[t_boost] >= 1.2 and all(v < 1.2 for t, v in b.items() if t < t_boost)
+
+
+def test_each_world_of_notebook_00_has_a_released_first_edit_with_prompts():
+    """00's first edit must exist for every world its table offers: smiling, a gothic church, a princess bedroom."""
+    for name, edit in world.FIRST_EDIT.items():
+        if name == world.TOY:
+            continue
+        assert edit in world.OFFICIAL_PROMPTS, name
+        assert registry.official_editor_file(edit, name) in registry.official_editor_sums(), name
+    assert set(world.FIRST_EDIT) == {world.TOY, *[k for k, v in registry.DDPMS.items() if v.editor_suffix]}
