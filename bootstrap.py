@@ -17,28 +17,47 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".asyrp_edu_installed"
 
 
-def _install_fingerprint(extras: str) -> str:
-    """A hash of everything that decides what gets installed, so a second run skips pip."""
-    digest = hashlib.sha256(extras.encode())
-    for name in ("pyproject.toml", "constraints.txt"):
-        digest.update((ROOT / name).read_bytes())
+EXTRAS = {"demo": "", "test": "test,notebooks,browser", "browser": "browser"}  # what each command installs
+
+
+def _install_fingerprint() -> str:
+    """A hash of everything that decides what gets installed (and of the venv's Python), so a second run skips pip."""
+    digest = hashlib.sha256()
+    for path in (ROOT / "pyproject.toml", ROOT / "constraints.txt", VENV / "pyvenv.cfg"):
+        digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _venv_works() -> bool:
+    """True when .venv has a Python that runs pip (a half-made or moved venv does not)."""
+    if not PYTHON.exists():
+        return False
+    return subprocess.run([str(PYTHON), "-m", "pip", "--version"], capture_output=True).returncode == 0
 
 
 def ensure_venv(extras: str) -> None:
     """Create .venv and install the package with `extras`, pinned by constraints.txt, unless already done."""
-    if sys.version_info < (3, 10):
-        raise SystemExit(f"asyrp_edu needs Python >= 3.10; this is {sys.version.split()[0]}")
-    if not PYTHON.exists():
+    if sys.version_info < (3, 11):  # the pinned versions in constraints.txt (numpy, diffusers, …) need 3.11
+        raise SystemExit(f"bootstrap.py needs Python >= 3.11 for the tested versions in constraints.txt; this is "
+                         f"{sys.version.split()[0]}. Run it with a newer python3 (e.g. `python3.11 bootstrap.py ...`)")
+    if not _venv_works():
         print(f"creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    fingerprint = _install_fingerprint(extras)
-    if STAMP.exists() and STAMP.read_text() == fingerprint:
+        try:
+            venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        except subprocess.CalledProcessError as error:  # ensurepip is missing (Debian and Ubuntu split it off)
+            raise SystemExit("could not put pip into .venv; on Debian or Ubuntu run `apt-get install python3-venv` "
+                             "(or python3.X-venv for your version), then run this again") from error
+    fingerprint = _install_fingerprint()
+    wanted = {e for e in extras.split(",") if e}
+    installed = STAMP.read_text().split("\n") if STAMP.exists() else []
+    if installed and installed[0] == fingerprint and wanted <= set(installed[1:]):
         return
+    extras = ",".join(sorted(wanted | set(installed[1:] if installed and installed[0] == fingerprint else [])))
     print(f"installing asyrp-edu[{extras}] into {VENV} (pinned by constraints.txt)", flush=True)
+    target = f"{ROOT}[{extras}]" if extras else str(ROOT)
     subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "-c", str(ROOT / "constraints.txt"),
-                    "-e", f"{ROOT}[{extras}]"], check=True)
-    STAMP.write_text(fingerprint)
+                    "-e", target], check=True)
+    STAMP.write_text("\n".join([fingerprint, *[e for e in extras.split(",") if e]]))
 
 
 def main(argv: list[str]) -> int:
@@ -46,7 +65,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "browser"):
         print(__doc__)
         return 2
-    ensure_venv("test,notebooks,browser")
+    ensure_venv(EXTRAS[argv[0]])
     env = dict(os.environ)
     if argv[0] == "demo":
         return subprocess.run([str(BIN / "asyrp-edu"), "demo", *argv[1:]], cwd=ROOT, env=env).returncode
