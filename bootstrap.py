@@ -41,6 +41,9 @@ def ensure_venv(extras: str) -> None:
         raise SystemExit(f"bootstrap.py needs Python >= 3.11 for the tested versions in constraints.txt; this is "
                          f"{sys.version.split()[0]}. Run it with a newer python3 (e.g. `python3.11 bootstrap.py ...`)")
     if not _venv_works():
+        if PYTHON.exists() and not STAMP.exists():  # somebody's own .venv (uv makes them without pip): keep it
+            raise SystemExit(f"{VENV} exists without pip and was not made by this script; move it away (or install "
+                             "pip into it), then run this again")
         print(f"creating {VENV}", flush=True)
         try:
             venv.EnvBuilder(with_pip=True, clear=True).create(VENV)

@@ -1,6 +1,7 @@
 """ipywidgets around the render functions of `asyrp_edu.widgets` (core ipywidgets only, so Colab works)."""
 from __future__ import annotations
 
+import html
 from typing import Callable
 
 import ipywidgets as W
@@ -34,6 +35,11 @@ class CheckedIntSlider(_Rejecting, W.IntSlider):
     """An IntSlider that refuses out-of-range values with a message instead of clamping."""
 
 
+def _warning(text: str) -> str:
+    """A message line in red, its text escaped (an error may contain '<' and '>')."""
+    return f"<span style='color:#b00'>⚠ {html.escape(text)}</span>"
+
+
 def _panel(render: Callable[[], torch.Tensor], controls: list[W.Widget], upscale: int = 6) -> W.VBox:
     """Controls, an image and a message line; every control change re-renders, errors show as the message."""
     image, message = W.Image(format="png", layout=W.Layout(width="192px")), W.HTML()
@@ -43,18 +49,18 @@ def _panel(render: Callable[[], torch.Tensor], controls: list[W.Widget], upscale
             image.value = to_png(render(), upscale)
             message.value = ""
         except (ValueError, KeyError) as err:  # bad input: say what to do, keep the last good image
-            message.value = f"<span style='color:#b00'>⚠ {err}</span>"
+            message.value = _warning(str(err))
         except Exception as err:  # anything else (out of GPU memory, say): shown here, not lost in the widget log
-            message.value = f"<span style='color:#b00'>⚠ {type(err).__name__}: {err}</span>"
+            message.value = _warning(f"{type(err).__name__}: {err}")
 
     def reject(text: str) -> None:
-        message.value = f"<span style='color:#b00'>⚠ {text}</span>"
+        message.value = _warning(text)
 
     for control in controls:
         control.observe(update, names="value")
         if isinstance(control, _Rejecting):
             control.on_reject = reject
-    update()
+    image.value = to_png(render(), upscale)  # the first render: an error here fails the cell that builds the widget
     box = W.VBox([*controls, image, message])
     box.update, box.image, box.message = update, image, message  # for tests and notebooks
     return box
@@ -126,11 +132,11 @@ def upload_widget(unet, schedule, on_scene: Callable[[Scene], None], **scene_kwa
             on_scene(make_scene(unet, schedule, image, **scene_kwargs))
             message.value = f"inverted your image: {note}"
         except ValueError as err:
-            message.value = f"<span style='color:#b00'>⚠ {err}</span>"
+            message.value = _warning(str(err))
         except Exception as err:  # anything else (out of GPU memory, say): shown here, the kernel keeps working
-            message.value = f"<span style='color:#b00'>⚠ {type(err).__name__}: {err}</span>"
+            message.value = _warning(f"{type(err).__name__}: {err}")
         finally:
-            upload.value = ()  # so that uploading the same file again is seen as a new upload
+            upload.value = type(upload.value)()  # empty, so that uploading the same file again is a new upload
 
     upload.observe(received, names="value")
     return W.VBox([upload, message])

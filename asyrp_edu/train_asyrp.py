@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 
 from .ddim import Schedule, ddim_invert, ddim_step, predict_x0, unet_noise_model
 from .delta_block import DeltaBlock, check_compatible
-from .intervals import check_intervals
 from .hspace import asymmetric_eps, asymmetric_step, h_shape, temb_dim
+from .intervals import check_intervals
 from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
 from .models import load_checked, save_safetensors_atomic, save_torch_atomic
 from .parallel import process_group
@@ -159,8 +159,11 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     optimizer = torch.optim.Adam(editor.parameters(), lr=config.lr)
     done = 0  # batches finished, over all epochs
     state_path = out_dir / STATE_FILE
-    run = {**asdict(config), "n_images": len(images)}
-    run.pop("epochs")  # more epochs may resume a finished run: it trains on
+    # what a resumed run must share with the interrupted one: settings, images and model (more epochs may resume a
+    # finished run: it trains on)
+    run = {**asdict(config), "n_images": len(images), "unet": unet_fingerprint(unet), "latent": codec is not None,
+           "images": hashlib.sha256(images.detach().cpu().float().numpy().tobytes()).hexdigest()[:16]}
+    run.pop("epochs")
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         check_same_run(json.loads(state.get("run", "null")), run, state_path)
@@ -237,7 +240,8 @@ def check_same_run(saved: dict | None, current: dict, state_path: Path) -> None:
     if saved is None:
         return
     current = json.loads(json.dumps(current))  # tuples become lists, as in the saved copy
-    changed = {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+    # only what the state recorded: a setting added by a later version of the package does not block a resume
+    changed = {k: (saved[k], current.get(k)) for k in saved if saved[k] != current.get(k)}
     if changed:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         raise ValueError(f"{state_path} belongs to a run with other settings ({listed}). Train into another folder, "

@@ -281,16 +281,17 @@ check_t_edit(my_t_edit)
 # **3. (think)** The directional loss only cares about the *direction* of ΔI. If ΔI were measured against the
 # unedited P_t of the same step, a tiny but well-aimed change would already score cos ≈ 1. What then decides how
 # strong the edit becomes? (Train with `EditorConfig(reference="P_t")` and compare with the default `"authors"`,
-# which — like the authors' code — compares P_t^edit with the original image x0; then see the README.)
+# which — like the authors' code — compares P_t^edit with the original image x0; then see the README. Train into a
+# new folder, e.g. `f"{work}/f_t_P_t"`: a folder holding another run's checkpoint is refused rather than resumed.)
 
 # %% [markdown]
 # **4. (think)** Trained with the paper's loss alone, as above, the smiling editor takes the glasses off about half
 # the wearers, though the CLIP directions of "smiling" and "glasses" are nearly orthogonal. Add a keep loss that
 # penalises any change along the glasses, hair, skin and eye directions
 # (`EditorConfig(..., keep=tiny_clip.keep_prompt_pairs(["others"], "mouth"), lambda_keep=1.0)`, or
-# `asyrp-edu train --keep others`) and measure again with `asyrp-edu evaluate`. What does the edit gain, and what
-# does it lose? (The shipped smiling, glasses, tanned and blonde editors use it; the README's "Where the smiling
-# editor loses the glasses" has our numbers.)
+# `asyrp-edu train --keep others`, each into a new folder) and measure again with `asyrp-edu evaluate`. What does
+# the edit gain, and what does it lose? (The shipped smiling, glasses, tanned and blonde editors use it; the
+# README's "Where the smiling editor loses the glasses" has our numbers.)
 
 
 # %%

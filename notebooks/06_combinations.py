@@ -153,9 +153,10 @@ check_mixed_delta(my_mix)
 
 # %% [markdown]
 # **2. (think)** In the mix each editor edits only in its own interval [T, t_edit_i], as it was trained. What would
-# happen if every editor kept editing down to the smallest t_edit of the mix instead? Try it: build
-# `MixedEditor(editors, coefficients)` without `t_edits` and compare the grid with the one above. (Hint: notebook
-# 05's t_edit slider shows what editing longer does to one editor.)
+# happen if every editor kept editing down to the smallest t_edit of the mix instead? Try it: for a `plan` of section
+# 2, build `MixedEditor({n: editors[n][0] for n in plan}, {n: 1.0 for n in plan})` (no `t_edits`), generate with
+# `Intervals(min(editors[n][1].t_edit for n in plan))` and compare with the grid above. (Hint: notebook 05's t_edit
+# slider shows what editing longer does to one editor.)
 
 
 # %%

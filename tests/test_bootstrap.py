@@ -44,3 +44,11 @@ def test_an_old_python_gets_a_clear_message(bootstrap, monkeypatch):
     monkeypatch.setattr(sys, "version_info", (3, 10, 12))
     with pytest.raises(SystemExit, match="Python >= 3.11"):
         bootstrap.ensure_venv("")
+
+
+def test_a_venv_this_script_did_not_make_is_left_alone(bootstrap, monkeypatch):
+    monkeypatch.setattr(bootstrap, "_venv_works", lambda: False)  # e.g. `uv venv`: a Python without pip
+    monkeypatch.setattr(bootstrap, "PYTHON", bootstrap.VENV / "pyvenv.cfg")  # any file that exists
+    with pytest.raises(SystemExit, match="not made by this script"):
+        bootstrap.ensure_venv("")
+    assert (bootstrap.VENV / "pyvenv.cfg").exists()

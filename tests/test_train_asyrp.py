@@ -66,6 +66,13 @@ def test_resume_refuses_a_run_with_other_settings(setup, tmp_path):
     with pytest.raises(ValueError, match="n_images: 4 -> 2"):
         config.target = "green"
         train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, progress=False)
+    other_images = images.flip(0)  # the same images in another order: another run
+    with pytest.raises(ValueError, match="images: '"):
+        train_editor(unet, schedule, ColourClip(), other_images, config, tmp_path, progress=False)
+    with torch.no_grad():
+        next(unet.parameters()).add_(0.01)  # another model of the same shape
+    with pytest.raises(ValueError, match="unet: '"):
+        train_editor(unet, schedule, ColourClip(), images, config, tmp_path, progress=False)
     config.target = "blue"
     fresh = train_editor(unet, schedule, ColourClip(), images, config, tmp_path, resume=False, progress=False)
     assert len(fresh.losses) == 2 * 5  # started over: 2 batches × 5 edited steps

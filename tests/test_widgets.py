@@ -156,6 +156,14 @@ def test_a_render_error_shows_in_the_widget_and_keeps_the_last_image(scene):
     fail["now"] = True
     slider.value = 0.3  # an unexpected error also shows in the widget, with its type
     assert "RuntimeError: CUDA out of memory" in panel_broken.message.value and panel_broken.image.value == shown
+    with pytest.raises(TypeError):  # a widget that cannot draw even once fails the cell that builds it
+        sliders._panel(lambda: (_ for _ in ()).throw(TypeError("a bug")), [sliders._slider("strength")])
+    fail["now"] = False
+    tagged = sliders._panel(lambda: (_ for _ in ()).throw(KeyError("<class 'x'>")) if fail["now"]
+                            else widgets.render_strength(scene, "a", 1.0), [slider])
+    fail["now"] = True
+    slider.value = 0.2
+    assert "&lt;class" in tagged.message.value  # escaped, so the browser shows it instead of swallowing a tag
 
 
 def test_sliders_render_while_dragging_only_for_small_images(scene):
