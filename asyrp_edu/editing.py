@@ -46,6 +46,9 @@ class MixedEditor(torch.nn.Module):
                  t_edits: dict[str, int] | None = None):
         super().__init__()
         self.editors = dict(editors)
+        # registered as submodules too, so that .to(), .eval() and .parameters() on the mix reach every editor
+        self.modules_of_editors = torch.nn.ModuleList(e for e in self.editors.values()
+                                                      if isinstance(e, torch.nn.Module))
         unknown = (set(coefficients or {}) | set(t_edits or {})) - set(self.editors)
         if unknown:
             raise KeyError(f"no editor named {sorted(unknown)}; the mixer has {sorted(self.editors)}")

@@ -1,4 +1,5 @@
 """Live steering: render functions, the widget layer's bad-input messages, uploads, and h-space measurements."""
+import copy
 import datetime
 import io
 
@@ -53,6 +54,10 @@ def test_mixer_is_the_sum_of_editors(scene):
     a, b = scene.editors["a"][0], scene.editors["b"][0]
     mix = MixedEditor({"a": a, "b": b}, {"a": 0.5, "b": -2.0})
     assert torch.allclose(mix(h, temb), 0.5 * a(h, temb) - 2.0 * b(h, temb), atol=1e-6)
+    # the mix holds its editors as modules: .double() (or .to(device)) on the mix reaches both
+    assert {id(p) for p in mix.parameters()} == {id(p) for p in [*a.parameters(), *b.parameters()]}
+    mixed64 = copy.deepcopy(mix).double()
+    assert mixed64(h.double(), temb.double()).dtype == torch.float64
     with pytest.raises(KeyError, match="available"):
         widgets.render_mix(scene, {"nope": 1.0})
 
