@@ -51,11 +51,12 @@ def ensure_venv(extras: str) -> None:
             raise SystemExit("could not put pip into .venv; on Debian or Ubuntu run `apt-get install python3-venv` "
                              "(or python3.X-venv for your version), then run this again") from error
     fingerprint = _install_fingerprint()
+    stamp = STAMP.read_text().split("\n") if STAMP.exists() else []  # [fingerprint, extra, extra, …]
+    installed = set(stamp[1:]) if stamp[:1] == [fingerprint] else None  # None: nothing valid installed yet
     wanted = {e for e in extras.split(",") if e}
-    installed = STAMP.read_text().split("\n") if STAMP.exists() else []
-    if installed and installed[0] == fingerprint and wanted <= set(installed[1:]):
+    if installed is not None and wanted <= installed:
         return
-    extras = ",".join(sorted(wanted | set(installed[1:] if installed and installed[0] == fingerprint else [])))
+    extras = ",".join(sorted(wanted | (installed or set())))
     print(f"installing asyrp-edu[{extras}] into {VENV} (pinned by constraints.txt)", flush=True)
     target = f"{ROOT}[{extras}]" if extras else str(ROOT)
     subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "-c", str(ROOT / "constraints.txt"),

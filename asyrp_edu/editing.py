@@ -112,8 +112,11 @@ def generate_edited(
     """Asyrp sampling from an inverted x_T: asymmetric (or symmetric) edits in [T, t_edit], then DDIM, then boost.
 
     delta_h is f_t, a fixed Δh tensor, or a dict {t: Δh_t} (a per-timestep global direction; missing t: no edit).
+    generator: the η = 1 noise below t_boost; by default seeded with 0, so that two runs from the same x_T (with
+    and without an edit, say) get the same noise and differ only by the edit.
     """
     check_supported(unet)
+    generator = torch.Generator().manual_seed(0) if generator is None else generator
     timesteps = schedule.timesteps(num_steps)
     x, trajectory = x_T, []
     for i, t in enumerate(tqdm(timesteps, desc="Asyrp sampling", disable=not progress, leave=False)):

@@ -110,7 +110,7 @@ def evaluate_editor(unet, schedule: Schedule, editor, judge, clip, edit: str, x_
 
     def generate(delta_h, symmetric: bool = False) -> torch.Tensor:  # below t_boost, the same η = 1 noise each run
         return to_image(generate_edited(unet, x_T, schedule, delta_h, intervals, num_steps, symmetric=symmetric,
-                                        generator=torch.Generator().manual_seed(0), progress=progress)).clamp(-1, 1)
+                                        progress=progress)).clamp(-1, 1)
 
     # the unedited result as an image: the plain reconstruction, or with the same quality boosting as the edits
     shown = recon.clamp(-1, 1) if intervals.t_boost == 0 else generate(None)

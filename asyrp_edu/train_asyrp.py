@@ -228,7 +228,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     bar.close()
     metadata = {"config": json.dumps(asdict(config)), "lambda_recon": lambda_recon, "text_cosine": text_cos,
                 "h_shape": json.dumps(h_shape(unet)), "temb_dim": temb_dim(unet), "latent": codec is not None,
-                "unet_fingerprint": unet_fingerprint(unet)}
+                "unet_fingerprint": run["unet"]}
     if group.is_main:
         save_safetensors_atomic(editor.state_dict(), result.weights, metadata)
     group.barrier()

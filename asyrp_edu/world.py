@@ -272,12 +272,9 @@ def check_editor(world: World, edit: str, source: str | None = None, target: str
     x_T = cached_inversion(world.unet, world.schedule, images, world.num_steps, settings.cache_dir(), progress=False,
                            fixed_point_iters=world.inversion_iters)
     intervals = Intervals(t_edit, t_boost)
-
-    def generate(delta_h) -> torch.Tensor:  # the same η = 1 noise below t_boost in both runs: only the edit differs
-        return generate_edited(world.unet, x_T, world.schedule, delta_h, intervals, world.num_steps,
-                               generator=torch.Generator().manual_seed(seed)).clamp(-1, 1)
-
-    plain, edited = generate(None), generate(editor)
+    # generate_edited gives both runs the same η = 1 noise below t_boost: only the edit differs
+    plain = generate_edited(world.unet, x_T, world.schedule, None, intervals, world.num_steps).clamp(-1, 1)
+    edited = generate_edited(world.unet, x_T, world.schedule, editor, intervals, world.num_steps).clamp(-1, 1)
     delta_T, _ = text_direction(world.clip.encode_text, source, target)
     delta_I = world.clip.encode_image(edited) - world.clip.encode_image(plain)
     s_dir = F.cosine_similarity(delta_I, delta_T.to(delta_I)[None], dim=-1)

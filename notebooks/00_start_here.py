@@ -81,8 +81,7 @@ rows, titles = [images], ["original"]
 with torch.no_grad():
     for name, delta_h in (("reconstructed", None), (edit, editor)):
         if name is not None:
-            rows.append(generate_edited(world.unet, x_T, world.schedule, delta_h, Intervals(t_edit, t_boost), n_steps,
-                                        generator=torch.Generator().manual_seed(0)))
+            rows.append(generate_edited(world.unet, x_T, world.schedule, delta_h, Intervals(t_edit, t_boost), n_steps))
             titles.append(name)
 image_grid(rows, row_titles=titles, title=f"t_edit = {t_edit}, t_boost = {t_boost}" if edit else
            "no released editor for this model: train one in notebook 04");

@@ -129,6 +129,9 @@ def test_quality_boosting_adds_noise_only_below_t_boost(tiny_unet):
         assert kind == ("boost" if t < 400 else "edit" if t >= 500 else "ddim")
         same = torch.equal(out_a.prev_sample, out_b.prev_sample)
         assert same == (t >= 400), t  # different noise z changes x only from the first boosted step on
+    # without a generator every run draws the same noise (seed 0), so runs with and without an edit compare
+    default = [generate_edited(tiny_unet, x_T, schedule, None, Intervals(500, 400), num_steps=8) for _ in range(2)]
+    assert torch.equal(*default) and not torch.equal(default[0], boost_a[-1][2].prev_sample)  # seed 0, not 1
 
 
 def test_quality_boosting_replayed_with_diffusers(tiny_unet):
