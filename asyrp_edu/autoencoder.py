@@ -8,7 +8,7 @@ Both worlds use one `LatentCodec`, written like diffusers' pipelines:
 
 The toy autoencoder is a small diffusers `AutoencoderKL` (32² RGB -> 16² × 4), trained here on toy faces with
 ‖D(E(x)) − x‖² + β·KL, β = 1e-6 as in the LDM paper. `CompVis/ldm-celebahq-256` uses a `VQModel` instead
-(256² -> 64² × 3); its codec follows diffusers' `LDMPipeline` (decode(z / scaling_factor), no shift).
+(256² -> 64² × 3), whose U-Net was trained on unscaled latents (scale 1, no shift; `registry.load_ldm`).
 """
 from __future__ import annotations
 

@@ -122,6 +122,8 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
         cosine = args.text_cosine
     t_edit, t_boost = t_edit_from_table(edit, cosine), t_boost_from_table(boost)
     print(f"text cosine {cosine:.3f}: t_edit = {t_edit}, t_boost = {t_boost}")
+    if t_boost > t_edit:
+        print(f"t_boost > t_edit: the two rules cross, so boosting starts where editing ends: use t_boost = {t_edit}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,10 +136,11 @@ def add_editor_parsers(sub) -> None:
     p.add_argument("--lr", type=float, default=5e-4,
                    help="Adam learning rate of f_t (the shipped toy editors: 1e-3 with the keep loss, alien 5e-4)")
     p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
-    p.add_argument("--reference", choices=("authors", "x0", "trajectory", "P_t"), default="authors",
-                   help="what P_t^edit is compared with: the original image in both losses (the authors' code, "
-                        "default); x0 in the CLIP loss and the unedited P_t of the same step in the L1 loss; x0 and "
-                        "the unedited trajectory's P_t at the same t; or the unedited P_t in both")
+    # the choices are train_asyrp.REFERENCES, spelled out so that building the parser does not import torch
+    p.add_argument("--reference", choices=("trajectory", "x0-both", "x0", "P_t"), default="trajectory",
+                   help="what P_t^edit is compared with: x0 in the CLIP loss and the unedited trajectory's P_t at "
+                        "the same t in the L1 loss (the authors' code, default); x0 in both; x0 in the CLIP loss and "
+                        "the unedited P_t of the same step in the L1 loss; or the unedited P_t in both")
     p.add_argument("--keep", nargs="+", metavar="ATTRIBUTE",
                    help="attributes the edit should leave alone, for the keep loss: names (mouth, glasses, hair_color, "
                         "skin_tone, eye_size), 'others' (all but the edited one), or prompt pairs 'SOURCE|TARGET'")

@@ -148,7 +148,7 @@ def frames_to_gif(frames: list[Frame], path: Path | None = None, n_images: int =
         rows = [torch.cat(list(batch[:n_images]), dim=2) for batch in (frame.x_t, frame.P_t)]  # (3, H, n·W) each
         grid = torch.cat(rows, dim=1)  # (3, 2H, n·W)
         grid = torch.nn.functional.interpolate(grid[None], scale_factor=upscale, mode="nearest")[0]
-        array = ((grid + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).contiguous().numpy()
+        array = ((grid + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).contiguous().cpu().numpy()
         picture = Image.new("RGB", (array.shape[1], array.shape[0] + 14), "white")
         picture.paste(Image.fromarray(array), (0, 14))
         label = "end" if frame.t < 0 else f"t = {frame.t} ({frame.kind})   top: x_t   bottom: P_t"

@@ -38,6 +38,7 @@ class PretrainedDDPM:
     revision: str
     lpips_dataset: str | None
     editor_suffix: str | None  # how the authors' editor files for this domain end
+    latent_scale: float | None = None  # an LDM's z = latent_scale · E(x); None: its VQModel's scaling_factor
 
 
 # Revisions: "main" until a person with hub access records the commit ids (pass revision=... to pin one yourself).
@@ -50,7 +51,10 @@ DDPMS: dict[str, PretrainedDDPM] = {
 }
 # Latent diffusion models (diffusers LDMPipeline layout: unet/, vqvae/, scheduler/).
 LDMS: dict[str, PretrainedDDPM] = {
-    "ldm_celebahq": PretrainedDDPM("CompVis/ldm-celebahq-256", "main", "celeba", None),
+    # CompVis trained this U-Net on unscaled VQ latents (their config sets no scale_factor, so 1.0). The hub's vqvae
+    # config predates `scaling_factor`, so VQModel falls back to 0.18215, and diffusers' LDMPipeline, which divides
+    # by it, decodes latents 5.5× too large (diffusers issue #6725).
+    "ldm_celebahq": PretrainedDDPM("CompVis/ldm-celebahq-256", "main", "celeba", None, latent_scale=1.0),
 }
 CLIPS: dict[str, tuple[str, str]] = {"ViT-B-32": ("ViT-B-32", "openai"), "ViT-B-16": ("ViT-B-16", "openai")}
 
@@ -63,7 +67,8 @@ def how_to_get(what: str) -> str:
     """The three ways to get real weights, for error messages."""
     return (f"{what} is not in the local cache and the download site cannot be reached from here. Either\n"
             f"  1. run on Colab (or any machine online) once, so the cache fills, or\n"
-            f"  2. download the files elsewhere and pass the local folder instead of the short name, or\n"
+            f"  2. download the files elsewhere and pass the local folder instead of the short name (for a world,\n"
+            f"     load_world(folder, model=SHORT_NAME) keeps the authors' editors and tables), or\n"
             f"  3. use the toy world (WORLD = 'toy'), which ships with the package and needs no download.")
 
 
@@ -79,10 +84,19 @@ def hub_reachable(host: str = HUB_HOST, timeout: float = 3.0) -> bool:
 
 
 def _cached(repo_id: str, revision: str, filename: str = "config.json") -> bool:
+    """Whether one file of a hub repository is in the local Hugging Face cache."""
     from huggingface_hub import try_to_load_from_cache
 
     found = try_to_load_from_cache(repo_id, filename, revision=revision)
     return isinstance(found, str)
+
+
+def _model_cached(repo_id: str, revision: str, subfolders: tuple[str, ...] = ("",)) -> bool:
+    """Whether each diffusers model folder of a repository has its config and its weights in the cache (a download
+    cut short leaves the config alone, and from_pretrained would then fail with a bare OSError)."""
+    weights = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+    return all(_cached(repo_id, revision, f"{sub}config.json") and
+               any(_cached(repo_id, revision, f"{sub}{w}") for w in weights) for sub in subfolders)
 
 
 def _unet_folder(folder: Path) -> tuple[Path, str | None]:
@@ -112,7 +126,7 @@ def load_ddpm(name_or_folder: str | Path, device: str | torch.device = "cpu",
             raise KeyError(f"unknown model {name_or_folder!r}: use one of {sorted(DDPMS)}, a local folder, or 'toy'")
         entry = DDPMS[str(name_or_folder)]
         revision = revision or entry.revision
-        if not _cached(entry.repo_id, revision) and not hub_reachable():
+        if not _model_cached(entry.repo_id, revision) and not hub_reachable():
             raise WeightsUnavailable(how_to_get(f"{entry.repo_id} (revision {revision})"))
         offline = {} if hub_reachable(timeout=1.0) else {"local_files_only": True}
         unet = UNet2DModel.from_pretrained(entry.repo_id, revision=revision, **offline)
@@ -121,15 +135,19 @@ def load_ddpm(name_or_folder: str | Path, device: str | torch.device = "cpu",
 
 
 def load_ldm(name_or_folder: str | Path, device: str | torch.device = "cpu",
-             revision: str | None = None) -> LatentDDPM:
+             revision: str | None = None, latent_scale: float | None = None) -> LatentDDPM:
     """A pretrained latent diffusion model as `ldm.LatentDDPM` (U-Net on z, schedule, VQ-VAE codec): a short name
-    (see LDMS) or a local folder laid out as diffusers' LDMPipeline (unet/, vqvae/, scheduler/)."""
+    (see LDMS) or a local folder laid out as diffusers' LDMPipeline (unet/, vqvae/, scheduler/).
+
+    latent_scale: z = latent_scale · E(x). By default the named model's own (1.0 for CompVis/ldm-celebahq-256), or
+    for a folder its vqvae's `scaling_factor`, as LDMPipeline reads it; pass 1.0 for a saved copy of the CompVis
+    model."""
     from diffusers import DDIMScheduler, UNet2DModel, VQModel
 
     from .autoencoder import LatentCodec
     from .ldm import LatentDDPM
 
-    path = Path(name_or_folder)
+    path, entry = Path(name_or_folder), None
     if path.is_dir():
         missing = [d for d in ("unet", "vqvae", "scheduler") if not (path / d).is_dir()]
         if missing:
@@ -142,15 +160,20 @@ def load_ldm(name_or_folder: str | Path, device: str | torch.device = "cpu",
                            "or 'toy-ldm'")
         entry = LDMS[str(name_or_folder)]
         revision = revision or entry.revision
-        if not _cached(entry.repo_id, revision, "unet/config.json") and not hub_reachable():
+        if not _model_cached(entry.repo_id, revision, ("unet/", "vqvae/")) and not hub_reachable():
             raise WeightsUnavailable(how_to_get(f"{entry.repo_id} (revision {revision})"))
         source = entry.repo_id
         options = {"revision": revision, **({} if hub_reachable(timeout=1.0) else {"local_files_only": True})}
     unet = UNet2DModel.from_pretrained(source, subfolder="unet", **options)
     vqvae = VQModel.from_pretrained(source, subfolder="vqvae", **options)
     schedule = Schedule.from_diffusers(DDIMScheduler.from_pretrained(source, subfolder="scheduler", **options))
-    # as diffusers' LDMPipeline: the U-Net's latent is z = scaling_factor · E(x), decoded as D(z / scaling_factor)
-    codec = LatentCodec(vqvae, scale=float(vqvae.config.scaling_factor), shift=0.0)
+    if latent_scale is None:
+        latent_scale = entry.latent_scale if entry is not None and entry.latent_scale is not None else \
+            vqvae.config.scaling_factor
+    if not latent_scale > 0:
+        raise ValueError(f"latent_scale={latent_scale} must be > 0 (1.0 for CompVis/ldm-celebahq-256)")
+    # the U-Net's latent is z = latent_scale · E(x), decoded as D(z / latent_scale)
+    codec = LatentCodec(vqvae, scale=float(latent_scale), shift=0.0)
     return LatentDDPM(unet.eval().requires_grad_(False).to(device), schedule,
                       codec.eval().requires_grad_(False).to(device))
 
@@ -220,8 +243,12 @@ def load_clip(name: str = "ViT-B-32", device: str | torch.device = "cpu",
         # read the cache only: no retries against an unreachable hub. huggingface_hub reads $HF_HUB_OFFLINE once,
         # when it is imported (open_clip has imported it by now), so the switch is its module constant
         hub_settings.HF_HUB_OFFLINE = True
+    # OpenAI's weights were trained with QuickGELU; open_clip builds "ViT-B-32" with nn.GELU unless told (it only
+    # warns), which would shift every image and text feature. The weights' own entry says which they need.
+    quick_gelu = bool((open_clip.pretrained.get_pretrained_cfg(arch, pretrained or tag) or {}).get("quick_gelu"))
     try:
-        model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained or tag, device=device)
+        model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained or tag, device=device,
+                                                            force_quick_gelu=quick_gelu)
     except Exception as error:  # open_clip raises several types when files are missing
         if reachable:
             raise

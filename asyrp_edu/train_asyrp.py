@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 STATE_FILE = "editor_state.pt"
 EDITOR_FILE = "editor.safetensors"
-REFERENCES = ("authors", "x0", "trajectory", "P_t")  # what P_t^edit is compared with (EditorConfig.reference)
+REFERENCES = ("trajectory", "x0-both", "x0", "P_t")  # what P_t^edit is compared with (EditorConfig.reference)
 LOSS_KINDS = ("cosine", "log")  # the paper's 1 − cos(ΔI, ΔT), or the authors' −log((1 + cos)/2)
 
 
@@ -39,12 +39,12 @@ class EditorConfig:
     lambda_recon: float | None = None  # None: the paper's 3 · cos(E_T(source), E_T(target))
     lambda_clip: float = 1.0
     loss_kind: str = "cosine"
-    # What P_t^edit is compared with: "authors" (their code: ΔI and the L1 term against the original image x0),
-    # "x0" (ΔI against x0, L1 against the unedited P_t of the same step), "trajectory" (ΔI against x0, L1 against
-    # P_t of the unedited trajectory at the same t: as blurred as P_t^edit, and it sees the edited x_t's drift) or "P_t"
-    # (both against the unedited P_t of the same step: the paper's formula, but cos(ΔI, ΔT) ignores the size of ΔI,
-    # so edits stay tiny; see README "Editing")
-    reference: str = "authors"
+    # What P_t^edit is compared with: "trajectory" (the authors' code: ΔI against the original image x0, the L1
+    # term against P_t of the unedited DDIM trajectory from the same x_T at the same t), "x0-both" (ΔI and L1 against
+    # x0), "x0" (ΔI against x0, L1 against the unedited P_t of the same step) or "P_t" (both against the unedited
+    # P_t of the same step: the paper's formula, but cos(ΔI, ΔT) ignores the size of ΔI, so edits stay tiny; see
+    # README "Editing")
+    reference: str = "trajectory"
     templates: tuple[str, ...] = ("{}",)
     lr: float = 2e-3
     epochs: int = 1
@@ -73,6 +73,9 @@ class EditorConfig:
             check_prompts(a, b)
         if self.lambda_keep < 0:
             raise ValueError(f"lambda_keep must be >= 0, got {self.lambda_keep}")
+        if self.reference == "authors":
+            raise ValueError("reference 'authors' is now called 'x0-both' (ΔI and L1 against x0); the authors' code "
+                             "is 'trajectory', the default")
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(map(repr, REFERENCES))}, got {self.reference!r}")
 
@@ -193,15 +196,20 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             P_edit, P_source = predict_x0(x, eps_edit, a_t), predict_x0(x, eps, a_t)
             if config.reference == "trajectory":  # P_t^source from the unedited x_t instead of the edited one
                 with torch.no_grad():
-                    step = asymmetric_step(unet, x_source, t, t_prev, schedule, None)  # no edit: plain DDIM
-                P_source, x_source = step.P_t, step.prev_sample
+                    if i == 0:  # both trajectories start at x_T: ε_θ(x_T) above is the unedited one's own. (A second
+                        # pass would differ from it by float noise, and |P_t^edit − P_t^source| at Δh = 0 would turn
+                        # that noise into full-size L1 gradients of random sign.)
+                        x_source = ddim_step(x, eps, eps, t, t_prev, schedule).prev_sample
+                    else:
+                        step = asymmetric_step(unet, x_source, t, t_prev, schedule, None)  # no edit: plain DDIM
+                        P_source, x_source = step.P_t, step.prev_sample
             if codec is not None:  # the losses compare images: D(P_t), gradients through the frozen decoder
                 P_edit = codec.decode(P_edit)  # (B, 3, H, W)
-                if config.reference != "authors" or keep_T:  # the L1 or keep term compares with an unedited P_t
+                if config.reference != "x0-both" or keep_T:  # the L1 or keep term compares with an unedited P_t
                     with torch.no_grad():
                         P_source = codec.decode(P_source)
-            recon_reference = x0 if config.reference == "authors" else P_source.detach()
-            clip_reference = x0 if config.reference in ("authors", "x0", "trajectory") else None
+            recon_reference = x0 if config.reference == "x0-both" else P_source.detach()
+            clip_reference = x0 if config.reference in ("trajectory", "x0-both", "x0") else None
             parts = asyrp_loss(clip.encode_image, P_edit, recon_reference, delta_T, lambda_recon,
                                config.lambda_clip, config.loss_kind, clip_reference,
                                keep_T, config.lambda_keep, P_source)  # keep: this step's (or the trajectory's) P_t

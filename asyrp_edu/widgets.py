@@ -194,7 +194,7 @@ def to_png(image: torch.Tensor, upscale: int = 6) -> bytes:
     from PIL import Image
 
     x = F.interpolate(image[None].float(), scale_factor=upscale, mode="nearest")[0]
-    array = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).contiguous().numpy()
+    array = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).contiguous().cpu().numpy()
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -122,7 +122,10 @@ class World:
 
         _, cosine = text_direction(self.clip.encode_text, source, target)
         edit_table, boost_table = self.tables()
-        return t_edit_from_table(edit_table, max(cosine, 1e-3)), t_boost_from_table(boost_table)
+        t_edit = t_edit_from_table(edit_table, max(cosine, 1e-3))
+        # boosting starts where editing ends at the latest: the two rules cross for weak edits of models whose
+        # x_t stays close to x0 for long (church: t_boost 293 > t_edit 223 at cos 0.5)
+        return t_edit, min(t_boost_from_table(boost_table), t_edit)
 
     def editor(self, edit: str) -> tuple[DeltaBlock, int, int]:
         """(f_t, t_edit, t_boost) for a named edit: the shipped toy editors, or the authors' released ones."""
@@ -196,8 +199,12 @@ class World:
                                  progress=True).to(self.device)
 
 
-def load_world(name: str | None = None, device: str | torch.device | None = None, clip: str = "ViT-B-32") -> World:
-    """The world named `name` (default: `default_world()`); a local model folder also works as a name."""
+def load_world(name: str | None = None, device: str | torch.device | None = None, clip: str = "ViT-B-32",
+               model: str | None = None) -> World:
+    """The world named `name` (default: `default_world()`); a local model folder also works as a name.
+
+    model: for a folder holding a copy of one of `registry.DDPMS` (e.g. "celeba_hq" for a download of
+    google/ddpm-celebahq-256), that short name, so the authors' editors and LPIPS tables apply to it."""
     name = name or default_world()
     device = torch.device(device) if device is not None else default_device()
     if name == TOY:
@@ -214,9 +221,13 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
         return toy_world
     from .registry import DDPMS, load_clip, load_ddpm
 
+    if model is not None and (model not in DDPMS or not Path(name).is_dir()):
+        raise ValueError(f"model={model!r} names which of {sorted(DDPMS)} a local folder holds; give a folder as "
+                         f"the name and one of those as model (got name={str(name)!r})")
     unet, schedule = load_ddpm(name, device)
-    dataset = DDPMS[name].lpips_dataset if name in DDPMS else None
-    world = World(name if name in DDPMS else Path(name).name, unet, schedule, load_clip(clip, device), device)
+    kind = name if name in DDPMS else model  # which of the authors' models this is, if any
+    dataset = DDPMS[kind].lpips_dataset if kind is not None else None
+    world = World(kind or Path(name).name, unet, schedule, load_clip(clip, device), device)
     if dataset is None:  # not one of the authors' models: its own tables, if they were measured before
         own = world.cached_own_tables()  # by `world.measure_tables()` or `asyrp-edu intervals --world FOLDER`
         if own is not None:

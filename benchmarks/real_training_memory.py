@@ -2,7 +2,8 @@
 
 One update is what `train_editor` does per timestep: the U-Net encoder and mid block once, the decoder twice
 (edited and unedited), P_t^edit, CLIP ViT-B/32 on the 256² → 224² images, the directional and L1 losses against
-the original image (the default "authors" reference), and the backward pass into f_t. Everything is built from
+the original image, and the backward pass into f_t. (The default "trajectory" reference compares the L1 term with a
+plain DDIM step run without gradients instead, which keeps nothing for backward.) Everything is built from
 random weights (same configs, float32), so nothing is downloaded. Each batch size runs in a fresh process; the
 peak resident memory of that process minus its memory before the update is the activation cost, and the weights
 are counted once on top:

@@ -94,7 +94,7 @@ if is_toy:  # one bright cell per row: each text direction moves only its own at
     cosines = torch.tensor([[table[m][TOY_EDITS[e]["attribute"]] for m in moves] for e in edits])
     text_cos = {e: text_direction(clip.encode_text, TOY_EDITS[e]["source"], TOY_EDITS[e]["target"])[1] for e in edits}
     fig, ax = plt.subplots(figsize=(5.5, 2.8))
-    im = ax.imshow(cosines.numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
+    im = ax.imshow(cosines.cpu().numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(len(moves)), list(moves), rotation=30)
     ax.set_yticks(range(len(edits)), [f"{e}  (λ_recon={default_lambda_recon(text_cos[e]):.2f})" for e in edits])
     for (i, j), v in zip(((i, j) for i in range(len(edits)) for j in range(len(moves))), cosines.flatten()):
@@ -280,8 +280,8 @@ check_t_edit(my_t_edit)
 # %% [markdown]
 # **3. (think)** The directional loss only cares about the *direction* of ΔI. If ΔI were measured against the
 # unedited P_t of the same step, a tiny but well-aimed change would already score cos ≈ 1. What then decides how
-# strong the edit becomes? (Train with `EditorConfig(reference="P_t")` and compare with the default `"authors"`,
-# which — like the authors' code — compares P_t^edit with the original image x0; then see the README. Train into a
+# strong the edit becomes? (Train with `EditorConfig(reference="P_t")` and compare with the default `"trajectory"`,
+# which — like the authors' code — measures ΔI against the original image x0; then see the README. Train into a
 # new folder, e.g. `f"{work}/f_t_P_t"`: a folder holding another run's checkpoint is refused rather than resumed.)
 
 # %% [markdown]

@@ -83,8 +83,8 @@ def source_images(n: int, seed: int = 0) -> torch.Tensor:
 # %% [markdown]
 # ## 1 · The first stage: x → z → x
 # The U-Net never sees pixels. Below: faces, their latent channels (the toy autoencoder has 4, CelebA-HQ's VQ-VAE 3),
-# and the decoded reconstruction. The latent is scaled to unit spread, z = (E(x) − shift) · scale, as diffusers does
-# with `scaling_factor`.
+# and the decoded reconstruction. The toy latent is scaled to unit spread, z = (E(x) − shift) · scale, as diffusers
+# does with `scaling_factor`; CompVis trained their CelebA-HQ LDM on the VQ-VAE's latents as they are (scale 1).
 
 # %%
 faces = source_images(6, seed=1)
@@ -197,7 +197,8 @@ if WORLD == "toy-ldm":
 # %% [markdown]
 # ### Where the latent h-space behaves differently
 # Measured with `asyrp-edu evaluate --world toy-ldm --attribute smiling` (64 held-out faces, 40 steps) against a
-# pixel editor trained by the same command, with the paper's loss alone:
+# pixel editor trained by the same command, with the paper's loss alone (both with `--reference x0-both`: ΔI and the
+# L1 term against x0):
 # - **The edit is about as strong, with fewer side effects, but only at a gentle learning rate.**
 #   - Both editors make nearly every face smile: 97% latent, 98% pixel.
 #   - The latent editor changes eye size, skin tone and hair by 0.13 / 0.13 / 0.09 on average; the pixel editor by

@@ -15,7 +15,8 @@ asyrp-edu train-ddpm --world toy-ldm --out runs/toy_ldm --steps 18000 --seed 0
 asyrp-edu train-ddpm --world toy-ldm --out runs/toy_ldm --steps 24000 --lr 2e-4 --seed 0
 cp runs/toy_ldm/toy_ldm.safetensors asyrp_edu/weights/toy_ldm.safetensors
 python -m asyrp_edu.manifest >/dev/null
-asyrp-edu train --world toy-ldm --edit smiling --n-images 32 --epochs 3 --t-edit 400 --lr 2.5e-4 --seed 0 --no-resume \
+asyrp-edu train --world toy-ldm --edit smiling --n-images 32 --epochs 3 --t-edit 400 --lr 2.5e-4 --reference x0-both \
+  --seed 0 --no-resume \
   --out runs/ldm_editors/smiling
 cp runs/ldm_editors/smiling/editor.safetensors asyrp_edu/weights/ldm_editor_smiling.safetensors
 python -m asyrp_edu.manifest

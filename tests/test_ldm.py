@@ -131,11 +131,9 @@ def test_asyrp_on_the_latent_unet_trains_through_the_decoder(tmp_path, tiny_ldm)
     assert result.editor.conv1.weight.shape[0] == 32  # h of the latent U-Net: (B, 32, 8, 8)
 
 
-def test_load_ldm_from_a_pipeline_folder_matches_diffusers_ldm_pipeline(tmp_path):
-    """Our schedule, DDIM and VQ codec on a saved same-layout LDM reproduce diffusers' own LDMPipeline."""
+def _saved_tiny_ldm_pipeline(folder):
+    """A random LDMPipeline in the CompVis CelebA-HQ layout (VQModel, 3 latent channels), saved to folder."""
     from diffusers import DDIMScheduler, LDMPipeline, VQModel
-
-    from asyrp_edu.registry import load_ldm
 
     torch.manual_seed(0)
     vq = VQModel(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
@@ -144,7 +142,39 @@ def test_load_ldm_from_a_pipeline_folder_matches_diffusers_ldm_pipeline(tmp_path
     unet = build_unet(dict(TINY_LATENT_UNET, in_channels=3, out_channels=3, sample_size=8))
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.0015, beta_end=0.0195, clip_sample=False)
     pipe = LDMPipeline(vqvae=vq, unet=unet, scheduler=scheduler)
-    pipe.save_pretrained(tmp_path / "ldm")
+    pipe.save_pretrained(folder)
+    return pipe
+
+
+def test_the_compvis_celeba_ldm_decodes_its_latents_unscaled(tmp_path, monkeypatch):
+    """CompVis trained ldm-celebahq-256 on unscaled VQ latents; diffusers' VQModel default (0.18215) would be wrong."""
+    from asyrp_edu import registry
+
+    pipe = _saved_tiny_ldm_pipeline(tmp_path / "ldm")
+    assert pipe.vqvae.config.scaling_factor == pytest.approx(0.18215)  # what LDMPipeline divides by
+    entry = registry.LDMS["ldm_celebahq"]
+    assert entry.latent_scale == 1.0
+    # the named model, read from a local stand-in for the hub repository
+    monkeypatch.setitem(registry.LDMS, "ldm_celebahq", registry.PretrainedDDPM(
+        str(tmp_path / "ldm"), entry.revision, entry.lpips_dataset, entry.editor_suffix, entry.latent_scale))
+    monkeypatch.setattr(registry, "_cached", lambda *args, **kwargs: True)
+    monkeypatch.setattr(registry, "hub_reachable", lambda *args, **kwargs: False)
+    ldm = registry.load_ldm("ldm_celebahq")
+    z = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert ldm.codec.scale == 1.0 and torch.allclose(ldm.codec.decode(z), pipe.vqvae.decode(z).sample)
+    # a folder follows its vqvae config, as LDMPipeline does, unless told otherwise
+    assert registry.load_ldm(tmp_path / "ldm").codec.scale == pytest.approx(0.18215)
+    assert registry.load_ldm(tmp_path / "ldm", latent_scale=1.0).codec.scale == 1.0
+    with pytest.raises(ValueError, match="latent_scale"):
+        registry.load_ldm(tmp_path / "ldm", latent_scale=0.0)
+
+
+def test_load_ldm_from_a_pipeline_folder_matches_diffusers_ldm_pipeline(tmp_path):
+    """Our schedule, DDIM and VQ codec on a saved same-layout LDM reproduce diffusers' own LDMPipeline."""
+    from asyrp_edu.registry import load_ldm
+
+    pipe = _saved_tiny_ldm_pipeline(tmp_path / "ldm")
     ldm = load_ldm(tmp_path / "ldm")
     assert ldm.image_size == 16 and ldm.codec.is_vq
     theirs = pipe(batch_size=2, num_inference_steps=10, eta=0.0, generator=torch.Generator().manual_seed(3),

@@ -50,6 +50,23 @@ def test_offline_without_cache_fails_fast_and_says_how_to_get_weights(tmp_path, 
     assert all(word in str(error.value) for word in ("Colab", "local folder", "toy"))
 
 
+def test_a_download_cut_short_gets_the_same_clear_error(tmp_path, monkeypatch):
+    """A cache holding a model's config but not its weights (an interrupted download) is not a cached model."""
+    cache = tmp_path / "cache"
+    snapshot = cache / "models--google--ddpm-celebahq-256" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (cache / "models--google--ddpm-celebahq-256" / "refs").mkdir()
+    (cache / "models--google--ddpm-celebahq-256" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    assert registry._cached("google/ddpm-celebahq-256", "main")  # the config is found...
+    with pytest.raises(registry.WeightsUnavailable, match="Colab"):  # ...but without weights it is not a model
+        registry.load_ddpm("celeba_hq")
+    (snapshot / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    assert registry._model_cached("google/ddpm-celebahq-256", "main")
+
+
 def test_every_registered_model_names_a_repository_and_a_revision():
     assert set(registry.DDPMS) == {"celeba_hq", "church", "bedroom", "cat"}
     assert all(e.repo_id.startswith("google/ddpm-") and e.revision for e in registry.DDPMS.values())
@@ -108,7 +125,7 @@ def test_cached_clip_loads_in_offline_mode_when_the_hub_is_unreachable(monkeypat
 
     seen = []
 
-    def fake_create(arch, pretrained, device):
+    def fake_create(arch, pretrained, device, force_quick_gelu=False):
         seen.append(hub_settings.is_offline_mode())
         raise RuntimeError("stop here: building the model is not what this test is about")
 
@@ -119,6 +136,23 @@ def test_cached_clip_loads_in_offline_mode_when_the_hub_is_unreachable(monkeypat
     with pytest.raises(registry.WeightsUnavailable):
         registry.load_clip("ViT-B-32")
     assert seen == [True] and hub_settings.HF_HUB_OFFLINE is False  # offline during the call, restored after
+
+
+def test_openai_clip_is_built_with_the_quick_gelu_its_weights_were_trained_with(monkeypatch):
+    """open_clip's "ViT-B-32" uses nn.GELU unless told; OpenAI's weights need QuickGELU in both towers."""
+    import open_clip
+
+    create = open_clip.create_model_and_transforms
+
+    def random_weights(arch, pretrained, **kwargs):  # the same build, without downloading the weights
+        return create(arch, pretrained=None, **kwargs)
+
+    monkeypatch.setattr(registry, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(registry, "_clip_cached", lambda arch, tag: True)
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", random_weights)
+    model = registry.load_clip("ViT-B-32").model
+    for tower in (model.visual.transformer, model.transformer):
+        assert isinstance(tower.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
 
 
 def test_a_clip_of_another_input_size_gets_resized_images():

@@ -91,7 +91,9 @@ def test_t_edit_past_the_first_step_is_refused_before_inverting(setup, tmp_path,
 
 @pytest.mark.parametrize("field, value, match", [("loss_kind", "l2", "'cosine', 'log'"), ("num_steps", 0, "num_steps"),
                                                  ("batch_size", 0, "batch_size"), ("epochs", 0, "epochs"),
-                                                 ("lr", 0.0, "lr must be > 0"), ("t_edit", 1200, "outside")])
+                                                 ("lr", 0.0, "lr must be > 0"), ("t_edit", 1200, "outside"),
+                                                 ("reference", "authors", "now called 'x0-both'"),
+                                                 ("reference", "x1", "'trajectory', 'x0-both'")])
 def test_bad_training_settings_name_the_fix(field, value, match):
     with pytest.raises(ValueError, match=match):
         EditorConfig(source="red", target="green", **{field: value})
@@ -235,8 +237,11 @@ def test_keep_loss_holds_the_kept_direction_still(setup, tmp_path):
     assert moved[10.0] < 0.5 * moved[0.0], moved
 
 
-def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch):
-    """reference='authors', lr 0: every step's x_t, P_t^edit and loss inputs, recomputed with diffusers' schedule."""
+@pytest.mark.parametrize("reference", ["trajectory", "x0-both"])
+def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch, reference):
+    """lr 0: every step's x_t, P_t^edit and loss inputs, recomputed with diffusers' schedule. The default
+    ("trajectory", as the authors' code: L1 against P_t of an unedited DDIM trajectory from the same x_T) and
+    "x0-both" (L1 against x0)."""
     from diffusers import DDIMScheduler
 
     import asyrp_edu.train_asyrp as train_asyrp
@@ -248,7 +253,7 @@ def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch):
             return torch.tensor([{"red": [1.0, 0.5, 0.0], "green": [0.0, 1.0, 0.0]}[p] for p in prompts])
 
     unet, schedule, images, config = setup
-    config.reference, config.t_edit, config.lr = "authors", 375, 0.0  # lr 0: Δh stays what we set
+    config.reference, config.t_edit, config.lr = reference, 375, 0.0  # lr 0: Δh stays what we set
     editor = ConstantDeltaH(h_shape(unet))
     torch.nn.init.normal_(editor.delta, std=1.0, generator=torch.Generator().manual_seed(0))
     steps, losses = [], []
@@ -258,18 +263,18 @@ def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(train_asyrp, "asyrp_loss", lambda *args: losses.append(args) or real_loss(*args))
     train_editor(unet, schedule, LeaningClip(), images, config, tmp_path, progress=False, editor=editor)
 
-    reference = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear")
-    reference.set_timesteps(8)
-    grid = [int(t) for t in reference.timesteps]  # 875, 750, …, 0
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear")
+    scheduler.set_timesteps(8)
+    grid = [int(t) for t in scheduler.timesteps]  # 875, 750, …, 0
     edited_ts = [t for t in grid if t >= 375]
     assert [t for t, _ in steps] == edited_ts * 2  # two batches of two images, each over [T, t_edit]
     cos = 0.5 / 1.25 ** 0.5  # cos((1, 0.5, 0), (0, 1, 0))
     red, green = torch.tensor([1.0, 0.5, 0.0]) / 1.25 ** 0.5, torch.tensor([0.0, 1.0, 0.0])
     expected_delta_T = (green - red) / (green - red).norm()
-    alpha_bar = reference.alphas_cumprod.double()
+    alpha_bar = scheduler.alphas_cumprod.double()
     x_T = train_asyrp.cached_inversion(unet, schedule, images, 8, tmp_path / "cache", progress=False)
     for batch in (slice(0, 2), slice(2, 4)):
-        x = x_T[batch].double()
+        x = x_source = x_T[batch].double()
         for t, t_prev in zip(edited_ts, grid[1:]):
             (seen_t, seen_x), args = steps.pop(0), losses.pop(0)
             assert seen_t == t and torch.allclose(seen_x.double(), x, atol=1e-4), t
@@ -282,9 +287,17 @@ def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch):
             # P_t from the edited ε, D_t from the unedited one: x_{t−1} = sqrt(ā_{t−1})·P_t + sqrt(1 − ā_{t−1})·ε
             P_edit = (seen_x.double() - (1 - a).sqrt() * eps_edit) / a.sqrt()
             x = a_prev.sqrt() * P_edit + (1 - a_prev).sqrt() * eps
+            with torch.no_grad():  # the unedited trajectory, plain DDIM from the same x_T
+                eps_source = unet(x_source.float(), t).sample.double()
+            P_source = (x_source - (1 - a).sqrt() * eps_source) / a.sqrt()
+            x_source = a_prev.sqrt() * P_source + (1 - a_prev).sqrt() * eps_source
             _, loss_P_edit, recon_reference, delta_T, lambda_recon, lambda_clip, kind, clip_reference = args[:8]
             assert torch.allclose(loss_P_edit.detach().double(), P_edit, atol=1e-3), t
-            assert torch.equal(recon_reference, images[batch]) and torch.equal(clip_reference, images[batch])
+            assert torch.equal(clip_reference, images[batch])  # ΔI against x0 in both
+            if reference == "x0-both":
+                assert torch.equal(recon_reference, images[batch])
+            else:
+                assert torch.allclose(recon_reference.double(), P_source, atol=1e-3), t
             assert lambda_recon == pytest.approx(3 * cos, abs=1e-6)
             # ΔT points from the source text (red) to the target text (green), each embedding normalised first
             assert torch.allclose(delta_T, expected_delta_T, atol=1e-6), delta_T

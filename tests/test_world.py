@@ -1,4 +1,6 @@
 """The WORLD switch: the toy world by default on a CPU; a real-model world from a folder, tested offline."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -34,6 +36,34 @@ def test_a_real_world_from_a_folder_uses_the_authors_tables(tmp_path, monkeypatc
     monkeypatch.setattr(w, "editor", lambda edit: (ConstantDeltaH(h_shape(w.unet)), 600, 300))
     check = world.check_editor(w, "smiling", "a sad cartoon face", "a smiling cartoon face", n=2)
     assert check["t_boost"] == 300 and check["mean_pixel_change"] < 1e-3  # round-off (6e-5); other noise: 0.17
+
+
+def test_a_folder_holding_an_authors_model_keeps_its_editors_and_tables(tmp_path, monkeypatch, recwarn):
+    """load_world(folder, model="celeba_hq"): a downloaded copy of google/ddpm-celebahq-256 is still that model."""
+    build_unet(CELEBA_HQ_LAYOUT_SMALL).save_pretrained(tmp_path / "unet")
+    monkeypatch.setattr(registry, "load_clip", lambda name, device: load_tiny_clip())  # no real CLIP offline
+    w = world.load_world(str(tmp_path), device="cpu", model="celeba_hq")
+    assert w.name == "celeba_hq" and not [w for w in recwarn if "LPIPS tables" in str(w.message)]
+    assert w.edit_table.distance == world.reference_table("celeba", "x0_t").distance
+    assert registry.official_editor_file("smiling", w.name)  # before: "the authors released no editors for 'tmp…'"
+    for name, model in ((str(tmp_path), "nope"), ("celeba_hq", "celeba_hq")):
+        with pytest.raises(ValueError, match="a local folder holds"):
+            world.load_world(name, device="cpu", model=model)
+
+
+def test_when_the_paper_rules_cross_boosting_starts_where_editing_ends(monkeypatch):
+    """Church's tables give t_boost 293; a text cosine of 0.5 gives t_edit 223, and Intervals needs t_boost ≤ t_edit."""
+    import asyrp_edu.losses
+
+    church = world.World("church", None, None, SimpleNamespace(encode_text=None), "cpu",
+                         edit_table=world.reference_table("church", "x0_t"),
+                         boost_table=world.reference_table("church", "x"))
+    monkeypatch.setattr(asyrp_edu.losses, "text_direction", lambda encode, source, target: (None, 0.5))
+    assert world.t_boost_from_table(church.boost_table) == 293
+    assert church.intervals_for("a church", "a gothic church") == (223, 223)
+    monkeypatch.setattr(asyrp_edu.losses, "text_direction", lambda encode, source, target: (None, 0.9))
+    t_edit, t_boost = church.intervals_for("a church", "a gothic church")
+    assert t_boost == 293 < t_edit
 
 
 def _first_t_reaching(path, threshold: float) -> int:
