@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -51,8 +52,12 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
     from .demo import run_demo
 
+    out = Path(args.out)
+    if out.is_dir():  # checked before the work, not after it
+        raise SystemExit(f"--out {out} is a folder; give the PNG's file name, e.g. {out / 'asyrp_edu_demo.png'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     matplotlib.use("Agg")  # a terminal: draw to a file, no window
-    run_demo(Path(args.out), seed=args.seed)
+    run_demo(out, seed=args.seed)
 
 
 def _cmd_measure(args: argparse.Namespace) -> None:
@@ -128,6 +133,8 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """All sub-commands and their options."""
+    from .cli_editors import add_editor_parsers, positive_int
+
     parser = argparse.ArgumentParser(prog="asyrp-edu", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -141,10 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddpm", default=None, help="a toy_ddpm (or toy_ldm) .safetensors to measure instead of the "
                                                 "shipped one")
     p.add_argument("--evaluator", default=None, help="a judge to use instead of the shipped one")
-    p.add_argument("--samples", type=int, default=512)
-    p.add_argument("--sample-steps", type=int, default=50)
-    p.add_argument("--heldout", type=int, default=64)
-    p.add_argument("--inversion-steps", type=int, default=40)
+    p.add_argument("--samples", type=positive_int, default=512)
+    p.add_argument("--sample-steps", type=positive_int, default=50)
+    p.add_argument("--heldout", type=positive_int, default=64)
+    p.add_argument("--inversion-steps", type=positive_int, default=40)
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("intervals", help="t_edit (LPIPS editing strength) and t_boost (quality deficiency)")
@@ -157,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target")
     p.add_argument("--world", help="measure this model's own tables instead: toy (the toy distance), a real world "
                                    "name or model folder (LPIPS on the model's samples)")
-    p.add_argument("--n", type=int, default=16, help="--world: images to measure on")
-    p.add_argument("--stride", type=int, default=10, help="--world: measure every stride-th t")
+    p.add_argument("--n", type=positive_int, default=16, help="--world: images to measure on")
+    p.add_argument("--stride", type=positive_int, default=10, help="--world: measure every stride-th t")
     p.add_argument("--cache-dir", default=None,
                    help="--world: where measured tables are kept (default: $ASYRP_EDU_CACHE or ~/.cache/asyrp_edu)")
     p.set_defaults(func=_cmd_intervals)
@@ -167,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", default="toy")
     p.add_argument("--out", help="folder for train_state.pt and the weights (default runs/toy_ddpm or runs/toy_ldm)")
     p.add_argument("--autoencoder", help="toy-ldm: a toy_vae.safetensors to encode with (default: the shipped one)")
-    p.add_argument("--steps", type=int, default=8000)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=positive_int, default=8000)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -181,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-vae", help="train the toy LDM's autoencoder (AutoencoderKL, 32² -> 16² × 4)")
     p.add_argument("--out", default="runs/toy_vae")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=positive_int, default=3000)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-resume", action="store_true", help="start over even if vae_state.pt exists")
@@ -190,10 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-evaluator", help="train the toy attribute judge on generator ground truth")
     p.add_argument("--out", default="runs/toy_evaluator.safetensors")
-    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--steps", type=positive_int, default=2500)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_evaluator)
-    from .cli_editors import add_editor_parsers
     from .tiny_clip_training import add_train_clip_parser
 
     add_editor_parsers(sub)
@@ -201,10 +207,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors that mean "this input cannot work": their messages name the fix, so the command prints the message alone
+# (ASYRP_EDU_TRACEBACK=1 shows the traceback as well). WeightsUnavailable is a RuntimeError, matched by name below.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, FloatingPointError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `asyrp-edu` console script."""
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        if os.environ.get("ASYRP_EDU_TRACEBACK"):
+            raise
+        resumes = " (train and train-ddpm go on where they stopped when you run the same command again)"
+        print(f"asyrp-edu {args.command}: interrupted{resumes if args.command.startswith('train') else ''}",
+              file=sys.stderr)
+        return 130
+    except Exception as error:
+        if os.environ.get("ASYRP_EDU_TRACEBACK") or not (isinstance(error, USER_ERRORS)
+                                                         or type(error).__name__ == "WeightsUnavailable"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        raise SystemExit(f"asyrp-edu {args.command}: error: {message}") from None
     return 0
 
 

@@ -2,7 +2,24 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (counts of images, steps, epochs)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
+    return value
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -33,7 +50,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
                           keep=keep, lambda_keep=args.lambda_keep if keep else 0.0,
                           inversion_iters=(INVERSION_FIXED_POINT_ITERS if args.world == "toy" else 0)
                           if args.inversion_iters is None else args.inversion_iters)
-    out = Path(args.out or _editor_folder(args.world, args.edit or target.replace(" ", "_")))
+    out = Path(args.out or _editor_folder(args.world, args.edit or _folder_name(target)))
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} is a file; give a folder for the editor and its checkpoints")
     device = local_device() if args.device == "auto" else torch.device(args.device)
     unet.to(device)
     if codec is not None:
@@ -42,6 +61,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
     result = train_editor(unet, schedule, load_tiny_clip(device=device), images.to(device), config, out,
                           resume=not args.no_resume, codec=codec)
     print(f"editor: {result.weights}")
+
+
+def _folder_name(prompt: str) -> str:
+    """A prompt as a folder name: letters, digits, "-" and "_" only, at most 60 characters ('a smiling face' ->
+    'a_smiling_face'), so that no prompt can point outside runs/."""
+    name = re.sub(r"[^\w-]+", "_", prompt).strip("_")[:60]
+    return name or "editor"
 
 
 def _editor_folder(world: str, name: str) -> str:
@@ -129,10 +155,10 @@ def add_editor_parsers(sub) -> None:
     p.add_argument("--source")
     p.add_argument("--target")
     p.add_argument("--t-edit", type=int, default=400)
-    p.add_argument("--steps", type=int, default=40, help="DDIM steps for inversion and generation")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--n-images", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=positive_int, default=40, help="DDIM steps for inversion and generation")
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--n-images", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--lr", type=float, default=5e-4,
                    help="Adam learning rate of f_t (the shipped toy editors: 1e-3 with the keep loss, alien 5e-4)")
     p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
@@ -149,7 +175,8 @@ def add_editor_parsers(sub) -> None:
     p.add_argument("--out")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda, or auto (cuda:LOCAL_RANK per process under `accelerate launch`, else the CPU)")
-    p.add_argument("--inversion-iters", type=int, help="fixed-point iterations per DDIM inversion step of the training "
+    p.add_argument("--inversion-iters", type=non_negative_int,
+                   help="fixed-point iterations per DDIM inversion step of the training "
                    "images (default: 2 for --world toy, 0 = plain DDIM inversion for toy-ldm)")
     p.add_argument("--no-resume", action="store_true")
     p.set_defaults(func=_cmd_train)
@@ -159,15 +186,15 @@ def add_editor_parsers(sub) -> None:
     p.add_argument("--ddpm", help="--world toy: the DDPM file the editor was trained on, if not the shipped one")
     p.add_argument("--attribute", required=True, help="the toy edit: smiling, glasses, tanned, blonde or alien")
     p.add_argument("--editor", help="an editor file or a folder holding editor.safetensors (default: the shipped one)")
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--steps", type=int, help="DDIM steps (default: as the editor was trained)")
+    p.add_argument("--n", type=positive_int, default=64)
+    p.add_argument("--steps", type=positive_int, help="DDIM steps (default: as the editor was trained)")
     p.add_argument("--t-edit", type=int, help="end of the editing interval (default: as the editor was trained)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("hspace", help="measure linearity, homogeneity and combinations of the shipped toy editors")
-    p.add_argument("--n", type=int, default=64, help="held-out faces")
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--n", type=positive_int, default=64, help="held-out faces")
+    p.add_argument("--steps", type=positive_int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_hspace)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -66,13 +67,17 @@ class EditorConfig:
         for name in ("num_steps", "batch_size", "epochs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0 (e.g. 2e-3), got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0 (e.g. 2e-3), got {self.lr}")
+        for name in ("lambda_recon", "lambda_clip", "lambda_keep"):
+            value = getattr(self, name)
+            if value is not None and not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}"
+                                 + (" (leave it unset for the paper's 3·cos of the texts)" if name == "lambda_recon"
+                                    else ""))
         self.keep = tuple((str(a), str(b)) for a, b in self.keep)  # JSON gives lists
         for a, b in self.keep:
             check_prompts(a, b)
-        if self.lambda_keep < 0:
-            raise ValueError(f"lambda_keep must be >= 0, got {self.lambda_keep}")
         if self.reference == "authors":
             raise ValueError("reference 'authors' is now called 'x0-both' (ΔI and L1 against x0); the authors' code "
                              "is 'trajectory', the default")
@@ -190,7 +195,9 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
         x0 = images[mine]  # (B, 3, H, W): the images being edited
         for i, t in enumerate(timesteps):
             t_prev = schedule.previous(grid, i)
-            eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor)
+            # the decoder twice: on the CPU as one 2B batch (faster there); on a GPU one pass after the other, so the
+            # unedited pass, which needs no gradients, keeps no activations for backward (about a third less memory)
+            eps, eps_edit, _ = asymmetric_eps(unet, x, t, editor, batched=x.device.type == "cpu")
             a_t = schedule.at(t)
             # P_t^edit = P_t(ε_θ(x_t | Δh_t)),  P_t^source = P_t(ε_θ(x_t))
             P_edit, P_source = predict_x0(x, eps_edit, a_t), predict_x0(x, eps, a_t)

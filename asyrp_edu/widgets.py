@@ -6,9 +6,11 @@ change re-runs only the reverse process, with fewer steps than training and Δh 
 from __future__ import annotations
 
 import io
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -73,7 +75,9 @@ def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edit
 
 def check_value(name: str, value: float, low: float, high: float) -> float:
     """A slider value inside [low, high], or a ValueError that names the range."""
-    if not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:  # a 0-d tensor from a computation
+        value = value.item()
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or value != value:  # numpy scalars are Real
         raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
     if not low <= value <= high:
         raise ValueError(f"{name}={value} is outside [{low}, {high}]; move the slider back into range")
@@ -124,7 +128,7 @@ def render_t_edit(scene: Scene, edit: str, t_edit: int, strength: float = 1.0) -
 def trajectories(scene: Scene, edit: str, strength: float = 1.0) -> dict[str, list[tuple[int, StepOutput]]]:
     """The unedited and the edited reverse process, step by step (cached per edit and strength)."""
     _check_edit(scene, edit)
-    key = ("trajectories", edit, float(strength))
+    key = ("trajectories", edit, check_value("strength", strength, *STRENGTH_RANGE))
     if key not in scene.cache:
         editor, config = scene.editors[edit]
         runs = {}
@@ -172,14 +176,18 @@ def load_user_image(data: bytes, size: int = 32) -> tuple[torch.Tensor, str]:
     if w * h > MAX_PIXELS:
         raise ValueError(f"the image is {w}×{h} pixels (over {MAX_PIXELS // 1_000_000} megapixels); "
                          "resize it before uploading")
-    note = ""
+    note, mode = "", img.mode
+    if mode.startswith("I") or mode == "F":  # 16- or 32-bit greyscale: PIL's convert("RGB") would clip at 255
+        values = np.asarray(img, dtype=np.float64)
+        top = 1.0 if mode == "F" and values.max() <= 1.0 else 65535.0 if values.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(values / top * 255, 0, 255).round().astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA", "P"):
         note = "transparent parts were filled with white. "
         background = Image.new("RGB", img.size, "white")
         background.paste(img.convert("RGBA"), mask=img.convert("RGBA").split()[-1])
         img = background
     elif img.mode != "RGB":
-        note = f"the image was {img.mode} (not colour); it was converted to RGB. "
+        note = f"the image was {mode} (not colour); it was converted to RGB. "
         img = img.convert("RGB")
     side = min(w, h)
     img = img.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))

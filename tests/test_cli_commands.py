@@ -17,6 +17,8 @@ def test_demo_writes_the_figure_of_the_readme(tmp_path, capsys, monkeypatch):
     assert image.format == "PNG" and image.width > image.height > 300  # four rows of eight faces with titles
     mse = float(re.search(r"reconstruction MSE ([0-9.]+)", capsys.readouterr().out).group(1))
     assert mse < 0.005  # held-out faces come back from their x_T (an unrelated face is ~0.5 away)
+    with pytest.raises(SystemExit, match="is a folder; give the PNG's file name"):
+        main(["demo", "--out", str(tmp_path)])  # refused at once, before a minute of work
 
 
 def test_measure_reports_the_toy_ddpm(capsys):

@@ -54,13 +54,13 @@ def test_train_and_evaluate_on_a_toy_ddpm_of_your_own(tmp_path, capsys, monkeypa
     main(["evaluate", "--ddpm", ddpm, "--attribute", "smiling", "--editor", "editor", "--n", "2", "--steps", "4",
           "--json"])
     assert json.loads(capsys.readouterr().out)["n"] == 2
-    with pytest.raises(ValueError, match="another model of the same shape"):  # the shipped DDPM is not its model
+    with pytest.raises(SystemExit, match="another model of the same shape"):  # the shipped DDPM is not its model
         main(["evaluate", "--attribute", "smiling", "--editor", "editor", "--n", "2", "--steps", "4", "--json"])
-    with pytest.raises(ValueError, match="another model of the same shape"):  # nor is the shipped editor this one's
+    with pytest.raises(SystemExit, match="another model of the same shape"):  # nor is the shipped editor this one's
         main(["evaluate", "--ddpm", ddpm, "--attribute", "smiling", "--n", "2", "--steps", "4", "--json"])
     with pytest.raises(SystemExit, match="--ddpm replaces the pixel DDPM"):
         main(["evaluate", "--world", "toy-ldm", "--ddpm", ddpm, "--attribute", "smiling"])
-    with pytest.raises(FileNotFoundError, match="train-ddpm"):
+    with pytest.raises(SystemExit, match="train-ddpm"):
         main(["train", "--world", "toy", "--ddpm", "no/such.safetensors", "--edit", "smiling"])
 
 
@@ -70,14 +70,52 @@ def test_cli_errors_name_the_fix(tmp_path, monkeypatch):
         main(["train", "--world", "toy"])
     with pytest.raises(SystemExit, match="asyrp-edu train --world toy --edit smiling"):
         main(["evaluate", "--attribute", "smiling", "--editor", "no/such/folder"])
-    with pytest.raises(KeyError, match="known edits"):
+    with pytest.raises(SystemExit, match="known edits"):
         main(["evaluate", "--attribute", "frowning"])
-    with pytest.raises(KeyError, match="known edits"):
+    with pytest.raises(SystemExit, match="known edits"):
         main(["train", "--world", "toy", "--edit", "frowning"])
     with pytest.raises(SystemExit, match="--world toy"):
         main(["train", "--world", "celeba_hq", "--edit", "smiling"])
     with pytest.raises(SystemExit, match=r"SOURCE\|TARGET"):
         main(["train", "--world", "toy", "--edit", "smiling", "--keep", "moustache"])
+
+
+@pytest.mark.parametrize("argv", [["train", "--world", "toy", "--edit", "smiling", "--n-images", "0"],
+                                  ["evaluate", "--attribute", "smiling", "--n", "-1"], ["hspace", "--n", "0"],
+                                  ["measure", "--samples", "0"],
+                                  ["train", "--edit", "smiling", "--inversion-iters", "-1"]])
+def test_counts_below_one_are_refused_before_any_work(argv, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "must be a whole number >=" in capsys.readouterr().err
+
+
+def test_the_command_prints_the_message_not_a_traceback(monkeypatch, capsys):
+    """A user error ends the command with its message alone; ASYRP_EDU_TRACEBACK=1 lets the exception through."""
+    import asyrp_edu.cli_editors
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--attribute", "frowning"])
+    assert str(exit_info.value).startswith("asyrp-edu evaluate: error: unknown toy edit")
+    assert "'" not in str(exit_info.value)[:40]  # a KeyError's message, not its repr
+    monkeypatch.setenv("ASYRP_EDU_TRACEBACK", "1")
+    with pytest.raises(KeyError, match="known edits"):
+        main(["evaluate", "--attribute", "frowning"])
+    monkeypatch.delenv("ASYRP_EDU_TRACEBACK")
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(asyrp_edu.cli_editors, "_cmd_train", interrupted)
+    assert main(["train", "--world", "toy", "--edit", "smiling"]) == 130
+    assert "run the same command again" in capsys.readouterr().err
+
+    def broken(args):
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(asyrp_edu.cli_editors, "_cmd_train", broken)
+    with pytest.raises(RuntimeError, match="a bug of ours"):  # not a user error: the traceback stays
+        main(["train", "--world", "toy", "--edit", "smiling"])
 
 
 def test_train_then_evaluate_a_toy_ldm_editor(tmp_path, capsys, monkeypatch):
@@ -239,3 +277,14 @@ def test_every_number_of_an_edit_report_by_hand(tiny_unet):
     assert report.reconstruction_mse == pytest.approx(float((recon - originals).pow(2).mean()), rel=1e-5)
     assert report.symmetric_change == pytest.approx(float((red(symmetric) - red(shown)).mean()), abs=1e-6)
     assert abs(report.mean_change) > 1e-3 and report.symmetric_change != pytest.approx(report.mean_change)
+
+
+def test_a_prompt_names_a_folder_inside_runs_and_out_must_be_a_folder(tmp_path):
+    from asyrp_edu.cli_editors import _folder_name
+
+    assert _folder_name("a smiling face") == "a_smiling_face" and _folder_name("café") == "café"
+    assert _folder_name("../../etc/passwd") == "etc_passwd" and _folder_name("///") == "editor"
+    assert len(_folder_name("x" * 200)) == 60
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit, match="is a file"):
+        main(["train", "--world", "toy", "--edit", "smiling", "--out", str(tmp_path / "a_file")])

@@ -91,7 +91,12 @@ def test_t_edit_past_the_first_step_is_refused_before_inverting(setup, tmp_path,
 
 @pytest.mark.parametrize("field, value, match", [("loss_kind", "l2", "'cosine', 'log'"), ("num_steps", 0, "num_steps"),
                                                  ("batch_size", 0, "batch_size"), ("epochs", 0, "epochs"),
-                                                 ("lr", 0.0, "lr must be > 0"), ("t_edit", 1200, "outside"),
+                                                 ("lr", 0.0, "lr must be a finite number > 0"),
+                                                 ("lr", float("inf"), "lr must be a finite"),
+                                                 ("t_edit", 1200, "outside"),
+                                                 ("lambda_recon", -1.0, "3·cos of the texts"),
+                                                 ("lambda_keep", float("nan"), "lambda_keep must be a finite"),
+                                                 ("lambda_clip", -0.5, "lambda_clip must be"),
                                                  ("reference", "authors", "now called 'x0-both'"),
                                                  ("reference", "x1", "'trajectory', 'x0-both'")])
 def test_bad_training_settings_name_the_fix(field, value, match):
@@ -258,8 +263,9 @@ def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch, reference
     torch.nn.init.normal_(editor.delta, std=1.0, generator=torch.Generator().manual_seed(0))
     steps, losses = [], []
     real_eps, real_loss = train_asyrp.asymmetric_eps, train_asyrp.asyrp_loss
-    monkeypatch.setattr(train_asyrp, "asymmetric_eps", lambda unet, x, t, f: steps.append((t, x.clone())) or
-                        real_eps(unet, x, t, f))
+    batched = []  # on the CPU the two decoder passes run as one 2B batch (on a GPU one after the other)
+    monkeypatch.setattr(train_asyrp, "asymmetric_eps", lambda unet, x, t, f, **kw: steps.append((t, x.clone())) or
+                        batched.append(kw["batched"]) or real_eps(unet, x, t, f, **kw))
     monkeypatch.setattr(train_asyrp, "asyrp_loss", lambda *args: losses.append(args) or real_loss(*args))
     train_editor(unet, schedule, LeaningClip(), images, config, tmp_path, progress=False, editor=editor)
 
@@ -268,6 +274,7 @@ def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch, reference
     grid = [int(t) for t in scheduler.timesteps]  # 875, 750, …, 0
     edited_ts = [t for t in grid if t >= 375]
     assert [t for t, _ in steps] == edited_ts * 2  # two batches of two images, each over [T, t_edit]
+    assert batched == [True] * len(steps)
     cos = 0.5 / 1.25 ** 0.5  # cos((1, 0.5, 0), (0, 1, 0))
     red, green = torch.tensor([1.0, 0.5, 0.0]) / 1.25 ** 0.5, torch.tensor([0.0, 1.0, 0.0])
     expected_delta_T = (green - red) / (green - red).norm()

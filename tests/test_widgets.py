@@ -117,6 +117,13 @@ def test_bad_slider_values_are_clear_errors(scene):
         widgets.render_t_edit(scene, "a", 5000)
     with pytest.raises(ValueError, match="step"):
         widgets.render_scrubber(scene, "a", 99)
+    with pytest.raises(ValueError, match="strength=7"):
+        widgets.render_scrubber(scene, "a", 0, strength=7)
+    with pytest.raises(ValueError, match="must be a number"):
+        widgets.render_strength(scene, "a", True)
+    # numbers computed with numpy or torch are numbers too
+    assert torch.equal(widgets.render_strength(scene, "a", np.float32(0.5)), widgets.render_strength(scene, "a", 0.5))
+    assert torch.equal(widgets.render_strength(scene, "a", torch.tensor(0.5)), widgets.render_strength(scene, "a", 0.5))
 
 
 def test_widgets_show_messages_and_keep_working(scene):
@@ -237,6 +244,9 @@ def test_uploaded_images_are_checked_and_converted(monkeypatch):
     x, note = widgets.load_user_image(_png("RGBA", (40, 40), (0, 0, 0, 0)), 32)
     assert torch.equal(x, torch.ones_like(x)) and "white" in note
     assert "converted to RGB" in widgets.load_user_image(_png("L", (40, 40)))[1]
+    # 16-bit greyscale keeps its grey: 32768 of 65535 is mid-grey (PIL's own convert would clip it to white)
+    x, note = widgets.load_user_image(_png("I;16", (40, 40), 32768), 32)
+    assert abs(float(x.mean())) < 0.01 and "I;16" in note
     with pytest.raises(ValueError, match="not an image"):
         widgets.load_user_image(b"certainly not a PNG")
     with pytest.raises(ValueError, match="at least 16 pixels"):
