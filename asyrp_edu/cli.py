@@ -101,6 +101,8 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
 
     if args.text_cosine is None and not (args.source and args.target):
         raise SystemExit("give --text-cosine, or both --source and --target prompts")
+    if args.along != "noised" and not args.world:
+        raise SystemExit("--along chooses how --world measures its own tables; give --world too")
     if args.world and (args.edit_table or args.boost_table):
         raise SystemExit("--world measures its own tables; drop --edit-table/--boost-table, or drop --world")
     world = None
@@ -111,8 +113,9 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
             warnings.simplefilter("ignore", UserWarning)
             world = load_world(args.world)
         cache_dir = settings.cache_dir(args.cache_dir)
-        edit, boost = world.measure_tables(n=args.n, stride=args.stride, cache_dir=cache_dir)
-        print(f"{world.name}: distance tables on {args.n} images, every {args.stride}th t (cached in "
+        edit, boost = world.measure_tables(n=args.n, stride=args.stride, cache_dir=cache_dir, along=args.along)
+        print(f"{world.name}: distance tables on {args.n} images, every {args.stride}th t, x_t "
+              f"{'along the DDIM inversion' if args.along == 'inversion' else 'noised afresh'} (cached in "
               f"{cache_dir})")
     else:
         edit = DistanceTable.read(args.edit_table) if args.edit_table else reference_table(args.dataset, "x0_t")
@@ -166,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "name or model folder (LPIPS on the model's samples)")
     p.add_argument("--n", type=positive_int, default=16, help="--world: images to measure on")
     p.add_argument("--stride", type=positive_int, default=10, help="--world: measure every stride-th t")
+    p.add_argument("--along", choices=("noised", "inversion"), default="noised",
+                   help="--world: x_t noised afresh for every t (default), or along each image's DDIM inversion "
+                        "(how the authors measured their tables)")
     p.add_argument("--cache-dir", default=None,
                    help="--world: where measured tables are kept (default: $ASYRP_EDU_CACHE or ~/.cache/asyrp_edu)")
     p.set_defaults(func=_cmd_intervals)

@@ -16,13 +16,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .ddim import Schedule, predict_x0, q_sample, unet_noise_model
+from .ddim import Schedule, ddim_inversion_step, predict_x0, q_sample, unet_noise_model
 from .models import atomic_write
 
 EDIT_STRENGTH_FACTOR = 0.33  # LPIPS(x0, P_t) ≥ 0.33 · cos(text) picks t_edit
 BOOST_THRESHOLD = 1.2  # LPIPS(x0, x_t) ≥ 1.2 picks t_boost
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"  # the authors' tables (MIT), shipped with the package
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # two (B, C, H, W) image batches -> (B,)
+# Where the tables take x_t from: "noised", fresh noise for every t (q_sample), or "inversion", the deterministic
+# DDIM inversion of each image on the grid stride, 2·stride, … (the authors' code measures this way)
+ALONG = ("noised", "inversion")
 
 
 @dataclass
@@ -118,37 +121,52 @@ def check_stride(stride: int, schedule: Schedule) -> None:
 @torch.no_grad()
 def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule,
                    distance: Distance = toy_perceptual_distance, stride: int = 10, seed: int = 0,
-                   progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
-    """Mean distance(x0, P_t) and distance(x0, x_t) over images for every multiple of stride below T."""
+                   progress: bool = True, along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
+    """Mean distance(x0, P_t) and distance(x0, x_t) over images for every multiple of stride below T, with x_t
+    noised afresh or along the DDIM inversion (`ALONG`); P_t is clamped to [−1, 1] in both."""
     check_stride(stride, schedule)
+    if along not in ALONG:
+        raise ValueError(f"along must be one of {', '.join(map(repr, ALONG))}, got {along!r}")
     if images.shape[0] < 1:
         raise ValueError("the distance tables need at least one image (n ≥ 1)")
     g = torch.Generator().manual_seed(seed)
     ts = list(range(stride, schedule.T, stride))
     d_p, d_x = [], []
+    x_s, s, eps_s = images, -1, None  # along="inversion": the inverted image at the previous t (x0 at s = −1)
+    if along == "inversion":  # ε_θ(x0, 0): the first inversion step's noise, as in `ddim_invert`
+        eps_s = eps_model(images, torch.zeros(images.shape[0], dtype=torch.long, device=images.device))
     for t in tqdm(ts, desc="distance tables", disable=not progress):
-        eps = torch.randn(images.shape, generator=g).to(images.device)
         tt = torch.full((images.shape[0],), t, dtype=torch.long, device=images.device)
-        x_t = q_sample(images, tt, eps, schedule)  # (B, C, H, W)
-        P_t = predict_x0(x_t, eps_model(x_t, tt), schedule.at(t))
+        if along == "noised":
+            # x_t = sqrt(alpha_bar_t) · x0 + sqrt(1 − alpha_bar_t) · ε,  ε ~ N(0, I)      (B, C, H, W)
+            x_t = q_sample(images, tt, torch.randn(images.shape, generator=g).to(images.device), schedule)
+            eps_t = eps_model(x_t, tt)
+        else:
+            # x_t = sqrt(alpha_bar_t) · P_s(ε_θ(x_s, s)) + sqrt(1 − alpha_bar_t) · ε_θ(x_s, s)
+            x_t = ddim_inversion_step(x_s, eps_s, s, t, schedule)
+            eps_t = eps_model(x_t, tt)  # P_t's noise, and the next inversion step's
+            x_s, s, eps_s = x_t, t, eps_t
+        P_t = predict_x0(x_t, eps_t, schedule.at(t))
         d_p.append(float(distance(images, P_t.clamp(-1, 1)).mean()))
         d_x.append(float(distance(images, x_t).mean()))
     return DistanceTable(ts, d_p), DistanceTable(ts, d_x)
 
 
 def _table_paths(cache_dir: str | Path, model_key: str, distance_name: str, stride: int, seed: int,
-                 images: torch.Tensor | None, images_key: str | None) -> tuple[Path, Path]:
+                 images: torch.Tensor | None, images_key: str | None, along: str = "noised") -> tuple[Path, Path]:
     """Where `cached_tables` keeps one measurement: (P_t table, x_t table), named by a hash of everything it used."""
-    key = hashlib.sha256(f"{model_key}|{distance_name}|stride={stride}|seed={seed}".encode())
+    # (the noised tables keep the names they had before `along` existed)
+    key = hashlib.sha256(f"{model_key}|{distance_name}|stride={stride}|seed={seed}".encode()
+                         + (b"" if along == "noised" else f"|along={along}".encode()))
     key.update(images_key.encode() if images_key is not None else images.detach().float().cpu().numpy().tobytes())
     stem = f"distance_{key.hexdigest()[:20]}"
     return Path(cache_dir) / f"{stem}_x0_t.tsv", Path(cache_dir) / f"{stem}_x.tsv"
 
 
 def read_cached_tables(cache_dir: str | Path, model_key: str, distance_name: str, images_key: str, stride: int = 10,
-                       seed: int = 0) -> tuple[DistanceTable, DistanceTable] | None:
+                       seed: int = 0, along: str = "noised") -> tuple[DistanceTable, DistanceTable] | None:
     """The tables `cached_tables` measured before with these settings, or None: looks, never measures."""
-    return _read_pair(*_table_paths(cache_dir, model_key, distance_name, stride, seed, None, images_key))
+    return _read_pair(*_table_paths(cache_dir, model_key, distance_name, stride, seed, None, images_key, along))
 
 
 def _read_pair(p_path: Path, x_path: Path) -> tuple[DistanceTable, DistanceTable] | None:
@@ -161,7 +179,7 @@ def _read_pair(p_path: Path, x_path: Path) -> tuple[DistanceTable, DistanceTable
 def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch.Tensor], schedule: Schedule,
                   cache_dir: str | Path, model_key: str, distance: Distance = toy_perceptual_distance,
                   distance_name: str = "toy", stride: int = 10, seed: int = 0, progress: bool = True,
-                  images_key: str | None = None) -> tuple[DistanceTable, DistanceTable]:
+                  images_key: str | None = None, along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
     """`compute_tables`, read back from cache_dir when the same model, images, distance, stride and seed were measured
     before. model_key names the model (e.g. `unet_fingerprint`); the two tables are TSVs in the authors' format,
     each written atomically, and only a pair of both counts as cached.
@@ -171,13 +189,15 @@ def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch
     if images_key is None and callable(images):
         raise ValueError("images given as a function need an images_key that names them (e.g. 'samples n=16 seed=0')")
     p_path, x_path = _table_paths(cache_dir, model_key, distance_name, stride, seed,
-                                  None if images_key is not None else images, images_key)
+                                  None if images_key is not None else images, images_key, along)
     cached = _read_pair(p_path, x_path)
     if cached is not None:
         return cached
     check_stride(stride, schedule)  # before images() draws samples, which takes minutes for a real model
+    if along not in ALONG:
+        raise ValueError(f"along must be one of {', '.join(map(repr, ALONG))}, got {along!r}")
     images = images() if callable(images) else images
-    p_table, x_table = compute_tables(eps_model, images, schedule, distance, stride, seed, progress)
+    p_table, x_table = compute_tables(eps_model, images, schedule, distance, stride, seed, progress, along)
     p_table.write(p_path)
     x_table.write(x_path)
     return p_table, x_table
@@ -202,7 +222,8 @@ def calibration_scale(toy_table: DistanceTable, reference: DistanceTable, t_max:
 
 
 def toy_tables(unet, schedule: Schedule, n: int = 32, stride: int = 10, seed: int = 0, scale: float | None = None,
-               progress: bool = True, cache_dir: str | Path | None = None) -> tuple[DistanceTable, DistanceTable]:
+               progress: bool = True, cache_dir: str | Path | None = None,
+               along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
     """The toy model's (P_t, x_t) distance tables on n held-out faces, on LPIPS's scale (× TOY_DISTANCE_SCALE).
 
     cache_dir: keep them there (`cached_tables`), keyed by the model's weights, and read them back next time."""
@@ -217,6 +238,6 @@ def toy_tables(unet, schedule: Schedule, n: int = 32, stride: int = 10, seed: in
         return c * toy_perceptual_distance(a, b)
 
     if cache_dir is None:  # compute_tables runs without gradients
-        return compute_tables(unet_noise_model(unet), images, schedule, distance, stride, seed, progress)
+        return compute_tables(unet_noise_model(unet), images, schedule, distance, stride, seed, progress, along)
     return cached_tables(unet_noise_model(unet), images, schedule, cache_dir, unet_fingerprint(unet), distance,
-                         f"toy_perceptual_distance*{c!r}", stride, seed, progress)
+                         f"toy_perceptual_distance*{c!r}", stride, seed, progress, along=along)

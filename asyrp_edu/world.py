@@ -68,17 +68,18 @@ class World:
         return self.edit_table, self.boost_table
 
     def measure_tables(self, n: int = 16, stride: int = 10, cache_dir: str | Path | None = None,
-                       progress: bool = True) -> tuple[DistanceTable, DistanceTable]:
+                       progress: bool = True, along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
         """Measure this model's own (edit, boost) tables on n images and use them from now on (cached in cache_dir,
         by default `settings.cache_dir()`): the toy distance on held-out faces (toy world), LPIPS on the model's own
-        samples (real worlds)."""
+        samples (real worlds); x_t noised afresh, or along="inversion" as the authors measured (`intervals.ALONG`)."""
         cache_dir = settings.cache_dir(cache_dir)
         if n < 1:
             raise ValueError(f"n={n}: the distance tables need at least one image")
         if self.name == TOY:
             from .intervals import toy_tables
 
-            tables = toy_tables(self.unet, self.schedule, n=n, stride=stride, progress=progress, cache_dir=cache_dir)
+            tables = toy_tables(self.unet, self.schedule, n=n, stride=stride, progress=progress, cache_dir=cache_dir,
+                                along=along)
         else:
             from .ddim import unet_noise_model
             from .intervals import cached_tables
@@ -91,7 +92,7 @@ class World:
 
             tables = cached_tables(unet_noise_model(self.unet), lambda: self.images(n), self.schedule, cache_dir,
                                    self._fingerprint(), distance, OWN_TABLES_DISTANCE, stride, progress=progress,
-                                   images_key=self._own_samples_key(n))
+                                   images_key=self._own_samples_key(n), along=along)
         self.edit_table, self.boost_table = tables
         return tables
 

@@ -199,6 +199,19 @@ def test_shared_skips_pass_gradients_to_f_t(toy):
     assert_close(grad, ref, atol=1e-5, rtol=1e-4)
 
 
+def test_one_pass_after_the_other_gives_f_t_the_same_gradient_and_the_unedited_pass_no_graph(toy):
+    """batched=False (training on a GPU): the unedited decoder pass keeps nothing for backward."""
+    unet, x = toy  # frozen, as in training
+    f_t = _random_f_t(*hspace.h_shape(unet)[:1], hspace.temb_dim(unet)).requires_grad_(True)
+    eps, eps_edit, _ = hspace.asymmetric_eps(unet, x, 500, f_t, batched=False)
+    assert eps.grad_fn is None and eps_edit.grad_fn is not None
+    _, ref_edit = hspace.two_pass_eps(unet, x, 500, f_t)
+    grad = torch.autograd.grad(eps_edit.square().sum(), f_t.conv2.weight)[0]
+    ref = torch.autograd.grad(ref_edit.square().sum(), f_t.conv2.weight)[0]
+    assert grad.abs().max() > 0
+    assert_close(grad, ref, atol=1e-5, rtol=1e-4)
+
+
 @torch.no_grad()
 def test_two_pass_reference_adds_delta_h_once(toy):
     unet, x = toy

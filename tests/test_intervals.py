@@ -272,6 +272,58 @@ def test_the_cache_does_not_depend_on_the_working_directory(tmp_path, monkeypatc
     assert homes == {tmp_path / "home" / ".cache" / "asyrp_edu"} and Path(homes.pop()).is_absolute()
 
 
+def test_tables_along_the_inversion_follow_the_ddim_recurrence_by_hand():
+    """along="inversion": x_t = sqrt(ᾱ_t)·P_s + sqrt(1 − ᾱ_t)·ε_θ(x_s, s) from x0 up, as the authors' code measures.
+
+    With the exact noise of each x_s, P_s is x0 and ε stays the first step's ε_θ(x0, 0) = c·x0, c = (1 − sqrt(ᾱ_0)) /
+    sqrt(1 − ᾱ_0); so x_t = (sqrt(ᾱ_t) + c·sqrt(1 − ᾱ_t))·x0, with no fresh noise at all."""
+    from asyrp_edu import toy
+
+    schedule = Schedule.linear()
+    images, _ = toy.sample(4, seed=0, heldout=True)
+    alpha_bar = schedule.alpha_bar.double()
+
+    def oracle(x_t, t):
+        a = alpha_bar[t].view(-1, 1, 1, 1).float()
+        return (x_t - a.sqrt() * images) / (1 - a).sqrt()
+
+    def mse(a, b):
+        return (a - b).pow(2).mean(dim=(1, 2, 3))
+
+    p_table, x_table = compute_tables(oracle, images, schedule, distance=mse, stride=100, progress=False,
+                                      along="inversion")
+    assert max(p_table.distance) < 1e-8
+    c = (1 - float(alpha_bar[0]) ** 0.5) / (1 - float(alpha_bar[0])) ** 0.5
+    x0_sq = float(images.double().pow(2).mean())
+    for t, measured in zip(x_table.t, x_table.distance):
+        a = float(alpha_bar[t])
+        assert measured == pytest.approx((a ** 0.5 + c * (1 - a) ** 0.5 - 1) ** 2 * x0_sq, rel=1e-3), t
+    oracle_x = x_table.distance
+    # an inexact model, replayed by hand: ε_θ changes along the way and each step must start from the last x_s
+    def model(x, t):
+        return 0.3 * x + (t.float() / 1000).view(-1, 1, 1, 1)
+
+    x_s, a_s = images.double(), 1.0  # x0 as the clean image at s = −1 (ᾱ = 1), its noise read at t = 0
+    eps = model(images, torch.zeros(4, dtype=torch.long)).double()
+    expected_x, expected_p = [], []
+    for t in range(100, 1000, 100):
+        a = float(alpha_bar[t])
+        P_s = (x_s - (1 - a_s) ** 0.5 * eps) / a_s ** 0.5
+        x_s, a_s = a ** 0.5 * P_s + (1 - a) ** 0.5 * eps, a
+        eps = model(x_s.float(), torch.full((4,), t)).double()
+        P_t = ((x_s - (1 - a) ** 0.5 * eps) / a ** 0.5).clamp(-1, 1)
+        expected_x.append(float(mse(x_s, images.double()).mean()))
+        expected_p.append(float(mse(P_t, images.double()).mean()))
+    p_table, x_table = compute_tables(model, images, schedule, distance=mse, stride=100, progress=False,
+                                      along="inversion")
+    assert x_table.distance == pytest.approx(expected_x, rel=1e-4)
+    assert p_table.distance == pytest.approx(expected_p, rel=1e-4)
+    noised = compute_tables(oracle, images, schedule, distance=mse, stride=100, progress=False)[1]
+    assert noised.distance[-1] > 3 * oracle_x[-1]  # fresh noise lies far from x0: (1 − ᾱ) more
+    with pytest.raises(ValueError, match="'noised', 'inversion'"):
+        compute_tables(oracle, images, schedule, distance=mse, stride=100, progress=False, along="forward")
+
+
 def test_cli_measures_a_worlds_tables(capsys, tmp_path):
     from asyrp_edu.cli import main
 
@@ -280,5 +332,11 @@ def test_cli_measures_a_worlds_tables(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "toy: distance tables on 2 images" in out and "t_edit = " in out
     assert len(list(tmp_path.glob("distance_*.tsv"))) == 2
+    main(["intervals", "--world", "toy", "--n", "2", "--stride", "100", "--cache-dir", str(tmp_path),
+          "--text-cosine", "0.4", "--along", "inversion"])
+    assert "along the DDIM inversion" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("distance_*.tsv"))) == 4  # a pair of its own, not the noised pair read back
+    with pytest.raises(SystemExit, match="give --world too"):
+        main(["intervals", "--text-cosine", "0.4", "--along", "inversion"])
     with pytest.raises(SystemExit, match="drop --edit-table"):
         main(["intervals", "--world", "toy", "--edit-table", "x.tsv", "--text-cosine", "0.4"])
