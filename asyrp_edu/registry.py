@@ -66,18 +66,27 @@ class WeightsUnavailable(RuntimeError):
 def how_to_get(what: str) -> str:
     """The three ways to get real weights, for error messages."""
     return (f"{what} is not in the local cache and the download site cannot be reached from here. Either\n"
-            f"  1. run on Colab (or any machine online) once, so the cache fills, or\n"
+            f"  1. run on Colab (or any machine online) once, so the cache fills (where the hub is blocked, set\n"
+            f"     HF_ENDPOINT to a mirror), or\n"
             f"  2. download the files elsewhere and pass the local folder instead of the short name (for a world,\n"
             f"     load_world(folder, model=SHORT_NAME) keeps the authors' editors and tables), or\n"
             f"  3. use the toy world (WORLD = 'toy'), which ships with the package and needs no download.")
 
 
-def hub_reachable(host: str = HUB_HOST, timeout: float = 3.0) -> bool:
-    """True when a TCP connection to host:443 opens within timeout seconds (and HF_HUB_OFFLINE is not set)."""
+def hub_reachable(host: str | None = None, timeout: float = 3.0) -> bool:
+    """True when a TCP connection to host opens within timeout seconds (and HF_HUB_OFFLINE is not set); host None
+    is the Hugging Face hub, or the mirror that HF_ENDPOINT names (e.g. https://hf-mirror.com)."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
         return False
+    port = 443
+    if host is None:
+        from urllib.parse import urlsplit
+
+        endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}")
+        host = endpoint.hostname or HUB_HOST
+        port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False

@@ -8,7 +8,7 @@ import ipywidgets as W
 import torch
 import traitlets
 
-from .widgets import STRENGTH_RANGE, Scene, make_scene, load_user_image, render_mix, render_scrubber, \
+from .widgets import DISPLAY_WIDTH, STRENGTH_RANGE, Scene, make_scene, load_user_image, render_mix, render_scrubber, \
     render_strength, render_t_edit, timestep_of, to_png
 
 
@@ -40,9 +40,9 @@ def _warning(text: str) -> str:
     return f"<span style='color:#b00'>⚠ {html.escape(text)}</span>"
 
 
-def _panel(render: Callable[[], torch.Tensor], controls: list[W.Widget], upscale: int = 6) -> W.VBox:
+def _panel(render: Callable[[], torch.Tensor], controls: list[W.Widget], upscale: int | None = None) -> W.VBox:
     """Controls, an image and a message line; every control change re-renders, errors show as the message."""
-    image, message = W.Image(format="png", layout=W.Layout(width="192px")), W.HTML()
+    image, message = W.Image(format="png", layout=W.Layout(width=f"{DISPLAY_WIDTH}px")), W.HTML()
 
     def update(_=None) -> None:
         try:
@@ -112,7 +112,7 @@ def scrubber_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
         label.value = f"t = {timestep_of(scene, index.value)} &nbsp; columns: x_t · P_t · D_t (scaled)"
         return render_scrubber(scene, edit, index.value)
 
-    panel = _panel(render, [index], upscale=4)
+    panel = _panel(render, [index])
     panel.children = (label, *panel.children)
     return panel
 

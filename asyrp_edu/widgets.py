@@ -197,10 +197,16 @@ def load_user_image(data: bytes, size: int = 32) -> tuple[torch.Tensor, str]:
     return x, note + f"centre-cropped to {side}×{side} and resized to {size}×{size}."
 
 
-def to_png(image: torch.Tensor, upscale: int = 6) -> bytes:
-    """(3, H, W) in [−1, 1] -> PNG bytes, enlarged with nearest-neighbour pixels for the widget."""
+DISPLAY_WIDTH = 192  # pixels: the width the slider panels show their image at
+
+
+def to_png(image: torch.Tensor, upscale: int | None = None) -> bytes:
+    """(3, H, W) in [−1, 1] -> PNG bytes, enlarged with nearest-neighbour pixels for the widget (by default up to
+    DISPLAY_WIDTH: a 32² toy face × 6, a 256² photo × 1, so no slider sends megabytes to the browser)."""
     from PIL import Image
 
+    if upscale is None:
+        upscale = max(1, DISPLAY_WIDTH // image.shape[-1])
     x = F.interpolate(image[None].float(), scale_factor=upscale, mode="nearest")[0]
     array = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).contiguous().cpu().numpy()
     buffer = io.BytesIO()

@@ -165,3 +165,27 @@ def test_a_clip_of_another_input_size_gets_resized_images():
     assert features.shape == (2, 64) and torch.allclose(features.norm(dim=-1), torch.ones(2), atol=1e-5)
     features.sum().backward()
     assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_the_hub_check_asks_the_mirror_that_hf_endpoint_names(monkeypatch):
+    import socket
+
+    asked = []
+
+    def connect(address, timeout):
+        asked.append(address)
+        raise OSError("no network here")
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    assert not registry.hub_reachable()
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")
+    registry.hub_reachable()
+    monkeypatch.setenv("HF_ENDPOINT", "http://10.0.0.5:8080/")
+    registry.hub_reachable()
+    registry.hub_reachable("download.pytorch.org")
+    assert asked == [("huggingface.co", 443), ("hf-mirror.com", 443), ("10.0.0.5", 8080),
+                     ("download.pytorch.org", 443)]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not registry.hub_reachable() and len(asked) == 4  # offline: not even asked

@@ -360,3 +360,11 @@ def test_boosted_scene_renders_the_same_noise_every_time(scene):
     assert torch.equal(first, again)  # a slider move changes only the edit, not the boosting noise
     assert not torch.allclose(first, widgets.render_strength(scene, "a", 1.0))  # η = 1 below t_boost
     assert widgets.render_t_edit(boosted, "a", 100).shape == first.shape  # t_edit below t_boost: edits to the end
+
+
+def test_widget_images_are_sent_at_display_size():
+    """A 32² toy face is enlarged × 6 to the panel's 192 px; a 256² photo goes as it is, not as a 1536² PNG."""
+    for side, width in ((32, 192), (256, 256)):
+        png = Image.open(io.BytesIO(widgets.to_png(torch.zeros(3, side, side))))
+        assert png.size == (width, width)
+    assert Image.open(io.BytesIO(widgets.to_png(torch.zeros(3, 32, 32), upscale=2))).size == (64, 64)
