@@ -216,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 # Errors that mean "this input cannot work": their messages name the fix, so the command prints the message alone
 # (ASYRP_EDU_TRACEBACK=1 shows the traceback as well). WeightsUnavailable is a RuntimeError, matched by name below.
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError, FloatingPointError)
+RESUMABLE = ("train", "train-ddpm", "train-vae")  # commands that go on from their saved state when run again
+
+
+def _show_traceback() -> bool:
+    """ASYRP_EDU_TRACEBACK set to anything but '' or '0'."""
+    return os.environ.get("ASYRP_EDU_TRACEBACK", "0") not in ("", "0")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,18 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except KeyboardInterrupt:
-        if os.environ.get("ASYRP_EDU_TRACEBACK"):
+        if _show_traceback():
             raise
-        resumes = " (train and train-ddpm go on where they stopped when you run the same command again)"
-        print(f"asyrp-edu {args.command}: interrupted{resumes if args.command.startswith('train') else ''}",
-              file=sys.stderr)
+        resumes = "; run the same command again to go on where it stopped" if args.command in RESUMABLE else ""
+        print(f"asyrp-edu {args.command}: interrupted{resumes}", file=sys.stderr)
         return 130
     except Exception as error:
-        if os.environ.get("ASYRP_EDU_TRACEBACK") or not (isinstance(error, USER_ERRORS)
-                                                         or type(error).__name__ == "WeightsUnavailable"):
+        if _show_traceback() or not (isinstance(error, USER_ERRORS) or type(error).__name__ == "WeightsUnavailable"):
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        raise SystemExit(f"asyrp-edu {args.command}: error: {message}") from None
+        raise SystemExit(f"asyrp-edu {args.command}: error: {message}\n"
+                         f"(ASYRP_EDU_TRACEBACK=1 shows where it came from)") from None
     return 0
 
 

@@ -51,15 +51,17 @@ class ProcessGroup:
             dist.barrier()
 
 
-def process_group() -> ProcessGroup:
-    """Join the group a launcher set up in the environment (gloo on CPU, NCCL on GPU); a group of one otherwise."""
+def process_group(device: torch.device | None = None) -> ProcessGroup:
+    """Join the group a launcher set up in the environment (NCCL for tensors on a GPU, gloo for tensors on the CPU,
+    whatever the machine has; device None: the GPU where there is one); a group of one otherwise."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return ProcessGroup()
     import torch.distributed as dist
 
+    on_gpu = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     return ProcessGroup(dist.get_rank(), dist.get_world_size())
 
 

@@ -82,7 +82,8 @@ def hub_reachable(host: str | None = None, timeout: float = 3.0) -> bool:
     if host is None:
         from urllib.parse import urlsplit
 
-        endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}")
+        endpoint = os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}"
+        endpoint = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")  # "hf-mirror.com" works too
         host = endpoint.hostname or HUB_HOST
         port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:

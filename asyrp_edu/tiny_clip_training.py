@@ -183,8 +183,10 @@ def add_train_clip_parser(subparsers) -> argparse.ArgumentParser:
     """Register `train-clip` on the `asyrp-edu` sub-command parsers."""
     p = subparsers.add_parser("train-clip", help="train the toy world's tiny CLIP (open_clip classes) on toy faces")
     p.add_argument("--out", default="runs/toy_clip.safetensors")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--batch-size", type=int, default=128)
+    from .cli_editors import positive_int
+
+    p.add_argument("--steps", type=positive_int, default=400)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_clip)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 STATE_FILE = "editor_state.pt"
 EDITOR_FILE = "editor.safetensors"
 REFERENCES = ("trajectory", "x0-both", "x0", "P_t")  # what P_t^edit is compared with (EditorConfig.reference)
+RENAMED_REFERENCES = {"authors": "x0-both"}  # old names, as editors and runs saved before the rename record them
 LOSS_KINDS = ("cosine", "log")  # the paper's 1 − cos(ΔI, ΔT), or the authors' −log((1 + cos)/2)
 
 
@@ -178,7 +179,8 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
         editor.load_state_dict(state["editor"])
         optimizer.load_state_dict(state["optimizer"])
         done = int(state["batches_done"])
-    group = process_group()  # data-parallel over images under `accelerate launch` / torchrun; else a group of one
+    # data-parallel over images under `accelerate launch` / torchrun; else a group of one
+    group = process_group(images.device)
     batches = [slice(i, i + config.batch_size) for i in range(0, len(images), config.batch_size)]
     own = sorted(i for b in batches for i in group.shard(b, len(images)))  # the images this process edits
     position = {i: k for k, i in enumerate(own)}
@@ -255,6 +257,8 @@ def check_same_run(saved: dict | None, current: dict, state_path: Path) -> None:
     if saved is None:
         return
     current = json.loads(json.dumps(current))  # tuples become lists, as in the saved copy
+    if saved.get("reference") in RENAMED_REFERENCES:
+        saved = {**saved, "reference": RENAMED_REFERENCES[saved["reference"]]}
     # only what the state recorded: a setting added by a later version of the package does not block a resume
     changed = {k: (saved[k], current.get(k)) for k in saved if saved[k] != current.get(k)}
     if changed:
@@ -295,6 +299,8 @@ def load_editor(unet, path: Path | None = None, edit: str | None = None,
                          f"(its t_edit and steps); train one with `asyrp-edu {command}`")
     editor = new_editor(unet)
     editor.load_state_dict(tensors)
-    config = EditorConfig(**{k: tuple(v) if k == "templates" else v
-                             for k, v in json.loads(metadata["config"]).items()})
+    saved = json.loads(metadata["config"])
+    if saved.get("reference") in RENAMED_REFERENCES:
+        saved["reference"] = RENAMED_REFERENCES[saved["reference"]]
+    config = EditorConfig(**{k: tuple(v) if k == "templates" else v for k, v in saved.items()})
     return editor.eval().requires_grad_(False), config

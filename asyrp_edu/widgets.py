@@ -179,7 +179,9 @@ def load_user_image(data: bytes, size: int = 32) -> tuple[torch.Tensor, str]:
     note, mode = "", img.mode
     if mode.startswith("I") or mode == "F":  # 16- or 32-bit greyscale: PIL's convert("RGB") would clip at 255
         values = np.asarray(img, dtype=np.float64)
-        top = 1.0 if mode == "F" and values.max() <= 1.0 else 65535.0 if values.max() > 255 else 255.0
+        # full scale: 65535 for 16-bit files; for 32-bit ones, guessed from the values (1, 255 or 65535)
+        top = (65535.0 if mode.startswith("I;16") else 1.0 if mode == "F" and values.max() <= 1.0
+               else 65535.0 if values.max() > 255 else 255.0)
         img = Image.fromarray(np.clip(values / top * 255, 0, 255).round().astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA", "P"):
         note = "transparent parts were filled with white. "

@@ -101,6 +101,9 @@ def test_the_command_prints_the_message_not_a_traceback(monkeypatch, capsys):
     monkeypatch.setenv("ASYRP_EDU_TRACEBACK", "1")
     with pytest.raises(KeyError, match="known edits"):
         main(["evaluate", "--attribute", "frowning"])
+    monkeypatch.setenv("ASYRP_EDU_TRACEBACK", "0")  # "0" means off
+    with pytest.raises(SystemExit, match="ASYRP_EDU_TRACEBACK=1 shows where"):
+        main(["evaluate", "--attribute", "frowning"])
     monkeypatch.delenv("ASYRP_EDU_TRACEBACK")
 
     def interrupted(args):
@@ -109,6 +112,9 @@ def test_the_command_prints_the_message_not_a_traceback(monkeypatch, capsys):
     monkeypatch.setattr(asyrp_edu.cli_editors, "_cmd_train", interrupted)
     assert main(["train", "--world", "toy", "--edit", "smiling"]) == 130
     assert "run the same command again" in capsys.readouterr().err
+    monkeypatch.setattr(asyrp_edu.cli_editors, "_cmd_evaluate", interrupted)
+    assert main(["evaluate", "--attribute", "smiling"]) == 130
+    assert capsys.readouterr().err.strip() == "asyrp-edu evaluate: interrupted"  # evaluate does not resume
 
     def broken(args):
         raise RuntimeError("a bug of ours")

@@ -70,3 +70,22 @@ def test_gradients_are_averaged_not_summed(monkeypatch):
     assert calls == [dist.ReduceOp.SUM]
     ProcessGroup().average_gradients(module)  # a group of one leaves the gradient as it is
     assert torch.allclose(module.weight.grad, (g + g_other) / 2) and len(calls) == 1
+
+
+@pytest.mark.parametrize("device, cuda_present, backend", [("cpu", True, "gloo"), ("cuda:0", True, "nccl"),
+                                                             (None, True, "nccl"), (None, False, "gloo")])
+def test_the_backend_follows_the_tensors_device_not_the_machine(monkeypatch, device, cuda_present, backend):
+    """`--device cpu` on a machine with GPUs needs gloo: NCCL cannot all-reduce CPU tensors."""
+    import torch.distributed as dist
+
+    from asyrp_edu import parallel
+
+    chosen = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_present)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda name: chosen.append(name))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    group = parallel.process_group(None if device is None else torch.device(device))
+    assert chosen == [backend] and (group.rank, group.size) == (1, 2)

@@ -185,7 +185,9 @@ def test_the_hub_check_asks_the_mirror_that_hf_endpoint_names(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://10.0.0.5:8080/")
     registry.hub_reachable()
     registry.hub_reachable("download.pytorch.org")
+    monkeypatch.setenv("HF_ENDPOINT", "hf-mirror.com")
+    registry.hub_reachable()
     assert asked == [("huggingface.co", 443), ("hf-mirror.com", 443), ("10.0.0.5", 8080),
-                     ("download.pytorch.org", 443)]
+                     ("download.pytorch.org", 443), ("hf-mirror.com", 443)]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert not registry.hub_reachable() and len(asked) == 4  # offline: not even asked
+    assert not registry.hub_reachable() and len(asked) == 5  # offline: not even asked

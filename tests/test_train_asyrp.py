@@ -192,6 +192,30 @@ def test_load_editor_refuses_another_models_editor(setup, tmp_path):
         load_editor(other, result.weights)
 
 
+
+def test_editors_and_runs_saved_under_the_old_reference_name_still_load(setup, tmp_path):
+    """reference 'authors' was renamed 'x0-both': files that record the old name load as the new one."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from asyrp_edu.models import save_safetensors_atomic
+    from asyrp_edu.train_asyrp import check_same_run, load_editor
+
+    unet, schedule, images, config = setup
+    config.reference = "x0-both"
+    result = train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path / "run", progress=False)
+    with safe_open(str(result.weights), "pt") as f:
+        metadata = f.metadata()
+    metadata["config"] = json.dumps({**json.loads(metadata["config"]), "reference": "authors"})
+    save_safetensors_atomic(load_file(str(result.weights)), tmp_path / "old.safetensors", metadata)
+    assert load_editor(unet, tmp_path / "old.safetensors")[1].reference == "x0-both"
+    check_same_run({"reference": "authors", "lr": 1.0}, {"reference": "x0-both", "lr": 1.0}, tmp_path / "s.pt")
+    with pytest.raises(ValueError, match="reference: 'x0' -> 'x0-both'"):
+        check_same_run({"reference": "x0"}, {"reference": "x0-both"}, tmp_path / "s.pt")
+
+
 @pytest.mark.parametrize("reference", ["trajectory", "x0"])
 def test_trajectory_reference_compares_with_the_unedited_trajectory(setup, tmp_path, monkeypatch, reference):
     """reference='trajectory': the L1 term's P_t^source comes from the unedited trajectory, not the edited x_t."""

@@ -247,6 +247,8 @@ def test_uploaded_images_are_checked_and_converted(monkeypatch):
     # 16-bit greyscale keeps its grey: 32768 of 65535 is mid-grey (PIL's own convert would clip it to white)
     x, note = widgets.load_user_image(_png("I;16", (40, 40), 32768), 32)
     assert abs(float(x.mean())) < 0.01 and "I;16" in note
+    x, _ = widgets.load_user_image(_png("I;16", (40, 40), 200), 32)  # a dark 16-bit image stays dark
+    assert float(x.max()) < -0.98
     with pytest.raises(ValueError, match="not an image"):
         widgets.load_user_image(b"certainly not a PNG")
     with pytest.raises(ValueError, match="at least 16 pixels"):
