@@ -21,6 +21,17 @@ def test_schedule_and_grid_match_diffusers():
     assert Schedule.from_diffusers(ref).alpha_bar.shape == (1000,)
 
 
+def test_schedules_we_cannot_follow_are_refused_or_named():
+    from diffusers import DDIMScheduler
+
+    with pytest.raises(ValueError, match="predicts 'v_prediction'.*'epsilon'"):
+        Schedule.from_diffusers(DDIMScheduler(prediction_type="v_prediction"))
+    with pytest.warns(UserWarning, match="steps_offset"):
+        Schedule.from_diffusers(DDIMScheduler(steps_offset=1))
+    with pytest.warns(UserWarning, match="set_alpha_to_one"):
+        Schedule.from_diffusers(DDIMScheduler(set_alpha_to_one=False))
+
+
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("clip", [False, True])
 def test_single_steps_match_diffusers(eta, clip):
