@@ -118,6 +118,12 @@ def check_stride(stride: int, schedule: Schedule) -> None:
         raise ValueError(f"stride={stride} must lie in [1, {schedule.T - 1}] (10 matches the authors' tables)")
 
 
+def check_along(along: str) -> None:
+    """Raise a ValueError naming the choices unless `along` is one of ALONG."""
+    if along not in ALONG:
+        raise ValueError(f"along must be one of {', '.join(map(repr, ALONG))}, got {along!r}")
+
+
 @torch.no_grad()
 def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule,
                    distance: Distance = toy_perceptual_distance, stride: int = 10, seed: int = 0,
@@ -125,8 +131,7 @@ def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule
     """Mean distance(x0, P_t) and distance(x0, x_t) over images for every multiple of stride below T, with x_t
     noised afresh or along the DDIM inversion (`ALONG`); P_t is clamped to [−1, 1] in both."""
     check_stride(stride, schedule)
-    if along not in ALONG:
-        raise ValueError(f"along must be one of {', '.join(map(repr, ALONG))}, got {along!r}")
+    check_along(along)
     if images.shape[0] < 1:
         raise ValueError("the distance tables need at least one image (n ≥ 1)")
     g = torch.Generator().manual_seed(seed)
@@ -194,8 +199,7 @@ def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch
     if cached is not None:
         return cached
     check_stride(stride, schedule)  # before images() draws samples, which takes minutes for a real model
-    if along not in ALONG:
-        raise ValueError(f"along must be one of {', '.join(map(repr, ALONG))}, got {along!r}")
+    check_along(along)
     images = images() if callable(images) else images
     p_table, x_table = compute_tables(eps_model, images, schedule, distance, stride, seed, progress, along)
     p_table.write(p_path)

@@ -191,6 +191,8 @@ def test_bad_settings_are_refused_before_anything_slow_runs(tmp_path, monkeypatc
 
     with pytest.raises(ValueError, match="stride"):
         cached_tables(_CountingEps(), draw, Schedule.linear(), tmp_path, "m", stride=0, images_key="k")
+    with pytest.raises(ValueError, match="'noised', 'inversion'"):
+        cached_tables(_CountingEps(), draw, Schedule.linear(), tmp_path, "m", images_key="k", along="backwards")
     monkeypatch.setattr(registry, "load_lpips", lambda net, device: pytest.fail("LPIPS loaded before n was checked"))
     w = world.World("model", torch.nn.Identity(), Schedule.linear(), clip=None, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="at least one image"):
