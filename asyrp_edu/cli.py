@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "name or model folder (LPIPS on the model's samples)")
     p.add_argument("--n", type=positive_int, default=16, help="--world: images to measure on")
     p.add_argument("--stride", type=positive_int, default=10, help="--world: measure every stride-th t")
+    # the choices are intervals.ALONG, spelled out so that building the parser does not import torch
     p.add_argument("--along", choices=("noised", "inversion"), default="noised",
                    help="--world: x_t noised afresh for every t (default), or along each image's DDIM inversion "
                         "(how the authors measured their tables)")

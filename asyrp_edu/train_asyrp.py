@@ -79,9 +79,9 @@ class EditorConfig:
         self.keep = tuple((str(a), str(b)) for a, b in self.keep)  # JSON gives lists
         for a, b in self.keep:
             check_prompts(a, b)
-        if self.reference == "authors":
-            raise ValueError("reference 'authors' is now called 'x0-both' (ΔI and L1 against x0); the authors' code "
-                             "is 'trajectory', the default")
+        if self.reference in RENAMED_REFERENCES:
+            raise ValueError(f"reference {self.reference!r} is now called {RENAMED_REFERENCES[self.reference]!r} (ΔI "
+                             "and L1 against x0); the authors' code is 'trajectory', the default")
         if self.reference not in REFERENCES:
             raise ValueError(f"reference must be one of {', '.join(map(repr, REFERENCES))}, got {self.reference!r}")
 
@@ -252,13 +252,18 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     return result
 
 
+def with_current_names(settings: dict) -> dict:
+    """Saved settings with an old reference name replaced by today's (RENAMED_REFERENCES)."""
+    old = settings.get("reference")
+    return {**settings, "reference": RENAMED_REFERENCES[old]} if old in RENAMED_REFERENCES else settings
+
+
 def check_same_run(saved: dict | None, current: dict, state_path: Path) -> None:
     """Refuse to resume an interrupted run made with other settings (an old state without them is trusted)."""
     if saved is None:
         return
     current = json.loads(json.dumps(current))  # tuples become lists, as in the saved copy
-    if saved.get("reference") in RENAMED_REFERENCES:
-        saved = {**saved, "reference": RENAMED_REFERENCES[saved["reference"]]}
+    saved = with_current_names(saved)
     # only what the state recorded: a setting added by a later version of the package does not block a resume
     changed = {k: (saved[k], current.get(k)) for k in saved if saved[k] != current.get(k)}
     if changed:
@@ -299,8 +304,6 @@ def load_editor(unet, path: Path | None = None, edit: str | None = None,
                          f"(its t_edit and steps); train one with `asyrp-edu {command}`")
     editor = new_editor(unet)
     editor.load_state_dict(tensors)
-    saved = json.loads(metadata["config"])
-    if saved.get("reference") in RENAMED_REFERENCES:
-        saved["reference"] = RENAMED_REFERENCES[saved["reference"]]
+    saved = with_current_names(json.loads(metadata["config"]))
     config = EditorConfig(**{k: tuple(v) if k == "templates" else v for k, v in saved.items()})
     return editor.eval().requires_grad_(False), config

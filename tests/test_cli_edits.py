@@ -294,3 +294,14 @@ def test_a_prompt_names_a_folder_inside_runs_and_out_must_be_a_folder(tmp_path):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(SystemExit, match="is a file"):
         main(["train", "--world", "toy", "--edit", "smiling", "--out", str(tmp_path / "a_file")])
+
+
+def test_choices_spelled_out_in_the_parser_match_the_library():
+    """The parser lists --reference and --along literally (no torch import); they must stay the library's lists."""
+    from asyrp_edu.cli import build_parser
+    from asyrp_edu.intervals import ALONG
+    from asyrp_edu.train_asyrp import REFERENCES
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    choices = {a.dest: a.choices for name in ("train", "intervals") for a in commands[name]._actions}
+    assert tuple(choices["reference"]) == REFERENCES and tuple(choices["along"]) == ALONG
