@@ -48,6 +48,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed,
                           keep=keep, lambda_keep=args.lambda_keep if keep else 0.0,
+                          ignore_timesteps=args.ignore_timesteps,
                           inversion_iters=(INVERSION_FIXED_POINT_ITERS if args.world == "toy" else 0)
                           if args.inversion_iters is None else args.inversion_iters)
     out = Path(args.out or _editor_folder(args.world, args.edit or _folder_name(target)))
@@ -171,6 +172,8 @@ def add_editor_parsers(sub) -> None:
                    help="attributes the edit should leave alone, for the keep loss: names (mouth, glasses, hair_color, "
                         "skin_tone, eye_size), 'others' (all but the edited one), or prompt pairs 'SOURCE|TARGET'")
     p.add_argument("--lambda-keep", type=float, default=1.0, help="weight of the keep loss when --keep is given")
+    p.add_argument("--ignore-timesteps", action="store_true",
+                   help="f_t(h_t) without the time embedding (the authors' --ignore_timesteps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     p.add_argument("--device", default="cpu",

@@ -27,8 +27,12 @@ OFFICIAL_EDITORS_URL = "https://github.com/kwonminki/Asyrp_official/tree/main/ch
 class DeltaBlock(nn.Module):
     """f_t: 1×1 conv → + Linear(SiLU(temb)) → GroupNorm(32) → SiLU → 1×1 conv, from h_t to Δh_t."""
 
-    def __init__(self, channels: int, temb_channels: int, groups: int = 32, eps: float = 1e-6) -> None:
+    def __init__(self, channels: int, temb_channels: int, groups: int = 32, eps: float = 1e-6,
+                 ignore_timesteps: bool = False) -> None:
         super().__init__()
+        # the authors' --ignore_timesteps: Δh_t = f(h_t) with no time shift (temb_proj is kept, unused, so that
+        # the state dict stays the same)
+        self.ignore_timesteps = bool(ignore_timesteps)
         if channels % groups:
             raise ValueError(f"GroupNorm({groups}) needs channels divisible by {groups}, got channels={channels}; "
                              f"pass groups=<a divisor of {channels}>")
@@ -57,7 +61,7 @@ class DeltaBlock(nn.Module):
         """Δh_t = f_t(h_t, temb_t): (B, C_h, H, W), (B, temb_dim) -> (B, C_h, H, W); temb=None ignores t."""
         # a_t = W_1 h_t + b_1       (B, C_h, H, W)
         a = self.conv1(h)
-        if temb is not None:
+        if temb is not None and not self.ignore_timesteps:
             # a_t ← a_t + W_e SiLU(temb_t) + b_e, one shift per channel      (B, C_h, 1, 1)
             a = a + self.temb_proj(F.silu(temb))[:, :, None, None]
         # Δh_t = W_2 SiLU(GroupNorm(a_t)) + b_2      (B, C_h, H, W)

@@ -59,6 +59,8 @@ class EditorConfig:
     # L_keep = mean_k cos(E_I(P_t^edit) − E_I(P_t^unedited), ΔT_k)²  (losses.keep_loss; 0: the paper's loss)
     keep: tuple[tuple[str, str], ...] = ()
     lambda_keep: float = 0.0
+    # the authors' --ignore_timesteps: f_t(h_t) without the time embedding (README, "consistency across timesteps")
+    ignore_timesteps: bool = False
 
     def __post_init__(self) -> None:
         check_prompts(self.source, self.target)
@@ -129,9 +131,9 @@ def shared_inversion_iters(configs) -> int:
     return iters.pop() if iters else 0
 
 
-def new_editor(unet) -> DeltaBlock:
+def new_editor(unet, ignore_timesteps: bool = False) -> DeltaBlock:
     """A fresh f_t for this model's h (conv2 starts at zero, so Δh_t = 0 before training)."""
-    return DeltaBlock(h_shape(unet)[0], temb_dim(unet))
+    return DeltaBlock(h_shape(unet)[0], temb_dim(unet), ignore_timesteps=ignore_timesteps)
 
 
 @dataclass
@@ -164,7 +166,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     delta_T, text_cos = text_direction(clip.encode_text, config.source, config.target, config.templates)
     lambda_recon = default_lambda_recon(text_cos) if config.lambda_recon is None else config.lambda_recon
     keep_T = [text_direction(clip.encode_text, a, b, config.templates)[0] for a, b in config.keep]
-    editor = (new_editor(unet) if editor is None else editor).to(images.device)
+    editor = (new_editor(unet, config.ignore_timesteps) if editor is None else editor).to(images.device)
     optimizer = torch.optim.Adam(editor.parameters(), lr=config.lr)
     done = 0  # batches finished, over all epochs
     state_path = out_dir / STATE_FILE
@@ -302,8 +304,8 @@ def load_editor(unet, path: Path | None = None, edit: str | None = None,
     if "config" not in metadata:
         raise ValueError(f"{path or edit} holds f_t weights but not the training config this package saves with them "
                          f"(its t_edit and steps); train one with `asyrp-edu {command}`")
-    editor = new_editor(unet)
-    editor.load_state_dict(tensors)
     saved = with_current_names(json.loads(metadata["config"]))
     config = EditorConfig(**{k: tuple(v) if k == "templates" else v for k, v in saved.items()})
+    editor = new_editor(unet, config.ignore_timesteps)
+    editor.load_state_dict(tensors)
     return editor.eval().requires_grad_(False), config

@@ -6,6 +6,7 @@ all of them with a 95% bootstrap interval over faces. About 1.5 to 2 minutes per
 four sets once their inversions are cached in settings.cache_dir()).
 
     python scripts/homogeneity_precision.py --edit smiling --sets 4
+    python scripts/homogeneity_precision.py --edit smiling --sets 2 --editor runs/editors/smiling/editor.safetensors
 """
 from __future__ import annotations
 
@@ -38,11 +39,12 @@ def share_with_interval(per_image: torch.Tensor, global_: torch.Tensor, draws: i
 
 
 @torch.no_grad()
-def per_face_changes(edit: str, sets: int, num_steps: int = 40, n_global: int = 16) -> dict[str, torch.Tensor]:
+def per_face_changes(edit: str, sets: int, num_steps: int = 40, n_global: int = 16,
+                     editor_file: str | None = None) -> dict[str, torch.Tensor]:
     """Per-face change of the edited attribute under f_t and under its global Δh (over images; over images and t)."""
     unet, schedule = load_toy_ddpm()
     judge = load_evaluator()
-    editor, config = load_editor(unet, edit=edit)
+    editor, config = load_editor(unet, path=editor_file, edit=edit)
     attribute, cache, iters = TOY_EDITS[edit]["attribute"], cache_dir(), config.inversion_iters
     train_x_T = cached_inversion(unet, schedule, toy.sample(n_global, seed=0)[0], num_steps, cache, progress=False,
                                  fixed_point_iters=iters)  # the training faces `hspace` averages over
@@ -69,10 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edit", default="smiling", choices=[e for e in TOY_EDITS if e != "alien"])
     parser.add_argument("--sets", type=int, default=4, help="sets of 64 held-out faces (seed 0 is hspace's)")
+    parser.add_argument("--editor", help="an editor file trained for --edit (default: the shipped one)")
     args = parser.parse_args()
     if args.sets < 1:
         parser.error("--sets must be at least 1")
-    changes = per_face_changes(args.edit, args.sets)
+    changes = per_face_changes(args.edit, args.sets, editor_file=args.editor)
     for name in ("mean_over_images", "mean_over_images_and_t"):
         share, lo, hi = share_with_interval(changes["f_t"], changes[name])
         print(f"{name}: {share:.1%} of f_t's effect on {len(changes['f_t'])} faces (95% bootstrap {lo:.1%}–{hi:.1%})")

@@ -216,6 +216,25 @@ def test_editors_and_runs_saved_under_the_old_reference_name_still_load(setup, t
         check_same_run({"reference": "x0"}, {"reference": "x0-both"}, tmp_path / "s.pt")
 
 
+def test_an_editor_that_ignores_timesteps_trains_and_loads_as_one(setup, tmp_path):
+    """ignore_timesteps (the authors' --ignore_timesteps): Δh depends on h_t only, also after loading."""
+    from asyrp_edu.hspace import h_shape, temb_dim
+    from asyrp_edu.train_asyrp import load_editor
+
+    unet, schedule, images, config = setup
+    config.ignore_timesteps = True
+    result = train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, progress=False)
+    editor, loaded_config = load_editor(unet, result.weights)
+    assert loaded_config.ignore_timesteps and editor.ignore_timesteps
+    assert float(editor.conv2.weight.abs().sum()) > 0  # it learned something
+    torch.nn.init.normal_(editor.temb_proj.weight)  # a time shift it must not use
+    h = torch.randn(2, *h_shape(unet))
+    temb_a, temb_b = torch.randn(2, temb_dim(unet)), torch.randn(2, temb_dim(unet))
+    assert torch.equal(editor(h, temb_a), editor(h, temb_b))
+    editor.ignore_timesteps = False
+    assert not torch.allclose(editor(h, temb_a), editor(h, temb_b))
+
+
 @pytest.mark.parametrize("reference", ["trajectory", "x0"])
 def test_trajectory_reference_compares_with_the_unedited_trajectory(setup, tmp_path, monkeypatch, reference):
     """reference='trajectory': the L1 term's P_t^source comes from the unedited trajectory, not the edited x_t."""
