@@ -232,6 +232,14 @@ check_step_scale(my_step_scale)
 # %% [markdown]
 # **2. (think)** In section 4 the single Δh averaged over images *and* timesteps keeps most of the effect. What does
 # that say about how f_t uses its inputs h_t and t? Look at the cosine matrix and the lengths before answering.
+#
+# <details><summary>One way to test your answer (open it after trying)</summary>
+#
+# `asyrp-edu train --world toy --edit smiling --ignore-timesteps` trains an f_t that never sees t (the authors'
+# `--ignore_timesteps`). In the toy world its Δh_t grow along the edit as much as the shipped editor's: the length
+# comes from h_t, not from t (README, "Why smiling misses homogeneity over timesteps").
+#
+# </details>
 
 
 # %%
