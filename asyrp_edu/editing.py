@@ -87,9 +87,10 @@ class Intervals:
 
     t_edit: int
     t_boost: int = 0
+    T: int = 1000  # the model's number of training timesteps (schedule.T), which bounds both
 
     def __post_init__(self) -> None:
-        check_intervals(self.t_edit, self.t_boost)
+        check_intervals(self.t_edit, self.t_boost, self.T)
 
     def kind(self, t: int) -> str:
         """'edit', 'ddim' or 'boost' for timestep t."""
@@ -116,6 +117,7 @@ def generate_edited(
     and without an edit, say) get the same noise and differ only by the edit.
     """
     check_supported(unet)
+    check_intervals(intervals.t_edit, intervals.t_boost, schedule.T)  # a model with T < 1000 would never edit
     generator = torch.Generator().manual_seed(0) if generator is None else generator
     timesteps = schedule.timesteps(num_steps)
     x, trajectory = x_T, []

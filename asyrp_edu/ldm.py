@@ -122,7 +122,7 @@ def trajectory_frames(unet, schedule: Schedule, x_T: torch.Tensor, num_steps: in
     """Run the (edited) reverse process and return x_t and P_t at every step as images (decoded for an LDM).
 
     intervals: where delta_h edits; by default every step when delta_h is given, none without it."""
-    intervals = intervals or Intervals(0 if delta_h is not None else schedule.T - 1)
+    intervals = intervals or Intervals(0 if delta_h is not None else schedule.T - 1, T=schedule.T)
     _, steps = generate_edited(unet, x_T, schedule, delta_h, intervals, num_steps, return_trajectory=True,
                                progress=progress)
     decode = codec.decode if codec is not None else (lambda z: z)

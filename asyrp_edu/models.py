@@ -107,8 +107,14 @@ def load_checked(path: Path | None, name: str, command: str,
         check_sha256(path, shipped_sha256(name), _HOW_TO_FIX.format(command=command))
     elif not Path(path).is_file():
         raise FileNotFoundError(f"no weights file at {path}; train one with `asyrp-edu {command}`")
-    with safe_open(str(path), framework="pt") as f:
-        metadata = dict(f.metadata() or {})
+    from safetensors import SafetensorError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+    except SafetensorError as error:  # a .pt checkpoint, a truncated download, …
+        raise ValueError(f"{path} is not a safetensors file ({error}); pass the .safetensors file that "
+                         f"`asyrp-edu {command}` writes") from error
     missing = [key for key in needs if key not in metadata]
     if missing:
         raise ValueError(f"{path} has no {', '.join(map(repr, missing))} in its metadata, so it was not saved by "
@@ -128,7 +134,13 @@ def load_shipped_unet(path: Path | None, name: str, command: str,
     tensors, metadata = load_checked(path, name, command)
     config = json.loads(metadata["unet_config"]) if "unet_config" in metadata else TOY_UNET_CONFIG
     unet = build_unet(config)
-    unet.load_state_dict({k: v.float() for k, v in tensors.items()})
+    try:
+        unet.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except RuntimeError as error:  # another kind of file: an editor, an evaluation network, …
+        missing = len(set(unet.state_dict()) - set(tensors))
+        raise ValueError(f"{path or name} does not hold this U-Net's weights ({missing} of its tensors are missing, "
+                         f"{len(set(tensors) - set(unet.state_dict()))} are not its own); pass a DDPM file written by "
+                         f"`asyrp-edu {command}`") from error
     unet.eval().requires_grad_(False).to(device)
     schedule = Schedule.linear(int(metadata.get("num_train_timesteps", 1000)),
                                float(metadata.get("beta_start", 1e-4)), float(metadata.get("beta_end", 0.02)))

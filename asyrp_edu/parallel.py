@@ -32,16 +32,22 @@ class ProcessGroup:
                              f"use --batch-size of at least {self.size} and at least that many images")
         return indices[self.rank::self.size]
 
-    def average_gradients(self, module: torch.nn.Module) -> None:
-        """∇θ ← mean over processes of ∇θ (all-reduce), so every process takes the same optimiser step."""
+    def average_gradients(self, module: torch.nn.Module, share: float | None = None) -> None:
+        """∇θ ← Σ_r share_r · ∇θ_r over processes (all-reduce), so every process takes the same optimiser step.
+
+        share: this process's part of the batch, len(shard) / len(batch) (None: 1 / size). With a loss that is a
+        mean over the process's images, the sum is the gradient of the mean over the whole batch, also when the
+        batch does not split evenly (16 images over 3 processes: 6, 5 and 5)."""
         if self.size == 1:
             return
         import torch.distributed as dist
 
+        weight = 1.0 / self.size if share is None else float(share)
         for p in module.parameters():
             if p.grad is not None:
+                # share_r · ∇θ_r, summed over r by the all-reduce
+                p.grad.mul_(weight)
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad /= self.size
 
     def barrier(self) -> None:
         """Wait until every process gets here (e.g. until rank 0 has written a checkpoint)."""

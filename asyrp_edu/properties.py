@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .ddim import Schedule, ddim_step
-from .editing import Intervals, MixedEditor, ScaledEditor, generate_edited
+from .editing import Intervals, MixedEditor, ScaledEditor, generate_edited, step_scale
 from .hspace import asymmetric_eps
 
 SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0)
@@ -33,7 +33,8 @@ class Linearity:
 def unedited_judgement(unet, schedule: Schedule, judge, x_T: torch.Tensor, num_steps: int = 40
                        ) -> dict[str, torch.Tensor]:
     """The judge's reading of x_T regenerated without edits (the same for every t_edit: nothing is edited)."""
-    return judge(generate_edited(unet, x_T, schedule, None, Intervals(schedule.T - 1), num_steps).clamp(-1, 1))
+    unedited = Intervals(schedule.T - 1, T=schedule.T)  # with no Δh nothing is edited anyway
+    return judge(generate_edited(unet, x_T, schedule, None, unedited, num_steps).clamp(-1, 1))
 
 
 @torch.no_grad()
@@ -50,7 +51,8 @@ def measure_linearity(unet, schedule: Schedule, editor, t_edit: int, judge, attr
         if s == 0:  # Δh × 0 is the unedited process
             changes.append(0.0)
             continue
-        out = generate_edited(unet, x_T, schedule, ScaledEditor(editor, s), Intervals(t_edit), num_steps)
+        out = generate_edited(unet, x_T, schedule, ScaledEditor(editor, s), Intervals(t_edit, T=schedule.T),
+                              num_steps)
         changes.append(float((judge(out.clamp(-1, 1))[attribute] - base[attribute]).mean()))
     return Linearity(list(scales), changes, pearson_r(list(scales), changes))
 
@@ -105,7 +107,8 @@ def mean_changes(unet, schedule: Schedule, delta_h, t_edit: int, judge, x_T: tor
                  num_steps: int = 40, base: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
     """Mean change of each attribute when x_T is generated with delta_h instead of without."""
     base = unedited_judgement(unet, schedule, judge, x_T, num_steps) if base is None else base
-    after = judge(generate_edited(unet, x_T, schedule, delta_h, Intervals(t_edit), num_steps).clamp(-1, 1))
+    edited = generate_edited(unet, x_T, schedule, delta_h, Intervals(t_edit, T=schedule.T), num_steps)
+    after = judge(edited.clamp(-1, 1))
     return {a: float((after[a].float() - base[a].float()).mean()) for a in attributes}
 
 
@@ -144,6 +147,9 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
     unet, schedule = load_toy_ddpm()
     judge = load_evaluator()
     editors = {e: load_editor(unet, edit=e) for e in edits}
+    # sampled with other step counts than trained: Δh × n_train / n_test, as `evaluate --steps` and the sliders do
+    editors = {e: (ScaledEditor(editor, step_scale(config.num_steps, num_steps))
+                   if config.num_steps != num_steps else editor, config) for e, (editor, config) in editors.items()}
     iters = shared_inversion_iters(config for _, config in editors.values())
     faces, _ = toy.sample(n, seed=seed, heldout=True)
     x_T = cached_inversion(unet, schedule, faces, num_steps, cache_dir(), progress=False,

@@ -101,12 +101,15 @@ def _cached(repo_id: str, revision: str, filename: str = "config.json") -> bool:
     return isinstance(found, str)
 
 
-def _model_cached(repo_id: str, revision: str, subfolders: tuple[str, ...] = ("",)) -> bool:
-    """Whether each diffusers model folder of a repository has its config and its weights in the cache (a download
-    cut short leaves the config alone, and from_pretrained would then fail with a bare OSError)."""
+def _model_cached(repo_id: str, revision: str, subfolders: tuple[str, ...] = ("",),
+                  files: tuple[str, ...] = ()) -> bool:
+    """Whether each diffusers model folder of a repository has its config and its weights in the cache, and so has
+    each of `files` (e.g. the scheduler's config): a download cut short leaves some of them out, and from_pretrained
+    would then fail with a bare OSError."""
     weights = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
     return all(_cached(repo_id, revision, f"{sub}config.json") and
-               any(_cached(repo_id, revision, f"{sub}{w}") for w in weights) for sub in subfolders)
+               any(_cached(repo_id, revision, f"{sub}{w}") for w in weights) for sub in subfolders) and \
+        all(_cached(repo_id, revision, f) for f in files)
 
 
 def _unet_folder(folder: Path) -> tuple[Path, str | None]:
@@ -136,7 +139,7 @@ def load_ddpm(name_or_folder: str | Path, device: str | torch.device = "cpu",
             raise KeyError(f"unknown model {name_or_folder!r}: use one of {sorted(DDPMS)}, a local folder, or 'toy'")
         entry = DDPMS[str(name_or_folder)]
         revision = revision or entry.revision
-        if not _model_cached(entry.repo_id, revision) and not hub_reachable():
+        if not _model_cached(entry.repo_id, revision, files=("scheduler_config.json",)) and not hub_reachable():
             raise WeightsUnavailable(how_to_get(f"{entry.repo_id} (revision {revision})"))
         offline = {} if hub_reachable(timeout=1.0) else {"local_files_only": True}
         unet = UNet2DModel.from_pretrained(entry.repo_id, revision=revision, **offline)
@@ -170,7 +173,8 @@ def load_ldm(name_or_folder: str | Path, device: str | torch.device = "cpu",
                            "or 'toy-ldm'")
         entry = LDMS[str(name_or_folder)]
         revision = revision or entry.revision
-        if not _model_cached(entry.repo_id, revision, ("unet/", "vqvae/")) and not hub_reachable():
+        if not _model_cached(entry.repo_id, revision, ("unet/", "vqvae/"), ("scheduler/scheduler_config.json",)) \
+                and not hub_reachable():
             raise WeightsUnavailable(how_to_get(f"{entry.repo_id} (revision {revision})"))
         source = entry.repo_id
         options = {"revision": revision, **({} if hub_reachable(timeout=1.0) else {"local_files_only": True})}

@@ -8,8 +8,8 @@ import ipywidgets as W
 import torch
 import traitlets
 
-from .widgets import DISPLAY_WIDTH, STRENGTH_RANGE, Scene, make_scene, load_user_image, render_mix, render_scrubber, \
-    render_strength, render_t_edit, timestep_of, to_png
+from .widgets import DISPLAY_WIDTH, STRENGTH_RANGE, Scene, check_edit, make_scene, load_user_image, render_mix, \
+    render_scrubber, render_strength, render_t_edit, timestep_of, to_png
 
 
 class _Rejecting:
@@ -81,9 +81,17 @@ def _slider(description: str, value: float = 1.0, low: float = STRENGTH_RANGE[0]
                               continuous_update=continuous, style={"description_width": "initial"})
 
 
-def strength_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
+def _chosen_edit(scene: Scene, edit: str | None) -> str:
+    """edit, checked against the scene's editors; None: smiling where the scene has it, else its first editor."""
+    if edit is None:
+        return "smiling" if "smiling" in scene.editors else sorted(scene.editors)[0]
+    check_edit(scene, edit)
+    return edit
+
+
+def strength_widget(scene: Scene, edit: str | None = None) -> W.VBox:
     """(a) One editor's strength from −2 to 2 on the scene's image."""
-    choice = W.Dropdown(options=sorted(scene.editors), value=edit, description="editor")
+    choice = W.Dropdown(options=sorted(scene.editors), value=_chosen_edit(scene, edit), description="editor")
     strength = _slider("strength", continuous=live(scene))
     return _panel(lambda: render_strength(scene, choice.value, strength.value), [choice, strength])
 
@@ -94,16 +102,18 @@ def mixer_widget(scene: Scene) -> W.VBox:
     return _panel(lambda: render_mix(scene, {n: s.value for n, s in sliders.items()}), list(sliders.values()))
 
 
-def t_edit_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
+def t_edit_widget(scene: Scene, edit: str | None = None) -> W.VBox:
     """(c) Where the editing interval ends: small t_edit edits longer, large t_edit shorter."""
+    edit = _chosen_edit(scene, edit)
     start = scene.editors[edit][1].t_edit
     t_edit = CheckedIntSlider(value=start, min=0, max=scene.schedule.T - 1, step=20, description="t_edit",
                               continuous_update=live(scene))
     return _panel(lambda: render_t_edit(scene, edit, t_edit.value), [t_edit])
 
 
-def scrubber_widget(scene: Scene, edit: str = "smiling") -> W.VBox:
+def scrubber_widget(scene: Scene, edit: str | None = None) -> W.VBox:
     """(d) x_t, P_t, D_t along the unedited (top) and edited (bottom) trajectories."""
+    edit = _chosen_edit(scene, edit)
     index = CheckedIntSlider(value=0, min=0, max=scene.num_steps - 1, description="step",
                              continuous_update=live(scene))
     label = W.HTML()

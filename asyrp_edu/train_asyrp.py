@@ -194,6 +194,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
                disable=not (progress and group.is_main))
     for b in range(done, total):
         mine = group.shard(batches[b % len(batches)], len(images))
+        share = len(mine) / len(range(len(images))[batches[b % len(batches)]])  # this process's part of the batch
         x = x_T_own[[position[i] for i in mine]]  # (B, C, H, W): start of the edited trajectory
         x_source = x  # the unedited trajectory from the same x_T (used by reference="trajectory")
         x0 = images[mine]  # (B, 3, H, W): the images being edited
@@ -229,7 +230,8 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
                                          f"lower the learning rate (now {config.lr}) or lambda_clip")
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
-            group.average_gradients(editor)  # every process takes the same step: the mean over the whole batch
+            # every process takes the same step: the gradient of the mean loss over the whole batch
+            group.average_gradients(editor, share)
             optimizer.step()
             result.losses.append(parts["loss"].item())
             result.s_dir.append(parts["s_dir"].item())

@@ -60,9 +60,10 @@ def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edit
     if image is None:
         image, _ = toy.sample(1, seed=seed, heldout=True, size=unet.config.sample_size)
     image = image[None] if image.dim() == 3 else image
-    if editors is None:
-        editors = {name: load_editor(unet, edit=name) for name in (edits or tuple(TOY_EDITS))}
     device = next(unet.parameters()).device
+    if editors is None:  # on the U-Net's device (load_editor gives them on the CPU)
+        editors = {name: (block.to(device), config)
+                   for name, (block, config) in ((n, load_editor(unet, edit=n)) for n in (edits or tuple(TOY_EDITS)))}
     x_T = cached_inversion(unet, schedule, image.to(device), num_steps, settings.cache_dir(cache_dir), progress=False,
                            fixed_point_iters=shared_inversion_iters(config for _, config in editors.values()))
     # channels-last convolutions render ~13% faster on a CPU (measured, same results). The weights keep their values;
@@ -84,14 +85,16 @@ def check_value(name: str, value: float, low: float, high: float) -> float:
     return float(value)
 
 
-def _check_edit(scene: Scene, edit: str) -> None:
+def check_edit(scene: Scene, edit: str) -> None:
+    """Raise a KeyError listing the scene's editors when `edit` is not one of them."""
     if edit not in scene.editors:
         raise KeyError(f"no editor {edit!r} in this scene; available: {sorted(scene.editors)}")
 
 
 def _generate(scene: Scene, delta_h, t_edit: int, return_trajectory: bool = False):
     """Asyrp sampling of the scene's x_T: edit down to t_edit, plain DDIM, then boosting below the scene's t_boost."""
-    intervals = Intervals(t_edit, min(scene.t_boost, t_edit))  # a t_edit slider below t_boost edits to the end
+    # a t_edit slider below t_boost edits to the end
+    intervals = Intervals(t_edit, min(scene.t_boost, t_edit), scene.schedule.T)
     model = scene.renderer or scene.unet  # the traced U-Net where make_scene made one
     return generate_edited(model, scene.x_T, scene.schedule, delta_h, intervals, scene.num_steps,
                            generator=torch.Generator().manual_seed(scene.seed), return_trajectory=return_trajectory)
@@ -99,7 +102,7 @@ def _generate(scene: Scene, delta_h, t_edit: int, return_trajectory: bool = Fals
 
 def render_strength(scene: Scene, edit: str, strength: float, t_edit: int | None = None) -> torch.Tensor:
     """(a) The scene's image with one editor at `strength` (−2 … 2; negative edits backwards): (3, H, W)."""
-    _check_edit(scene, edit)
+    check_edit(scene, edit)
     strength = check_value("strength", strength, *STRENGTH_RANGE)
     editor, config = scene.editors[edit]
     t_edit = config.t_edit if t_edit is None else t_edit
@@ -111,7 +114,7 @@ def render_mix(scene: Scene, coefficients: dict[str, float]) -> torch.Tensor:
     """(b) Δh = Σ c_i·Δh_i over the scene's editors (c_i in −2 … 2), each in its own interval [T, t_edit_i]:
     (3, H, W)."""
     for name, c in coefficients.items():
-        _check_edit(scene, name)
+        check_edit(scene, name)
         check_value(f"coefficient of {name}", c, *STRENGTH_RANGE)
     editors = {name: scene.editors[name][0] for name in coefficients}
     scaled = {name: c * scene.delta_scale(name) for name, c in coefficients.items()}
@@ -127,7 +130,7 @@ def render_t_edit(scene: Scene, edit: str, t_edit: int, strength: float = 1.0) -
 
 def trajectories(scene: Scene, edit: str, strength: float = 1.0) -> dict[str, list[tuple[int, StepOutput]]]:
     """The unedited and the edited reverse process, step by step (cached per edit and strength)."""
-    _check_edit(scene, edit)
+    check_edit(scene, edit)
     key = ("trajectories", edit, check_value("strength", strength, *STRENGTH_RANGE))
     if key not in scene.cache:
         editor, config = scene.editors[edit]
@@ -163,19 +166,21 @@ def load_user_image(data: bytes, size: int = 32) -> tuple[torch.Tensor, str]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))  # reads the header only
+        w, h = img.size
+        # refused before decoding: a small PNG of one colour can decode to 12000×12000 (over 1 GB of memory)
+        if w * h > MAX_PIXELS:
+            raise ValueError(f"the image is {w}×{h} pixels (over {MAX_PIXELS // 1_000_000} megapixels); "
+                             "resize it before uploading")
         img.load()
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError("this file is not an image we can read; upload a PNG or JPEG photo") from err
     except Image.DecompressionBombError as err:
         raise ValueError(f"the image is too large to open safely; resize it before uploading ({err})") from err
     img = ImageOps.exif_transpose(img)  # a phone photo stored sideways, with its rotation in the EXIF tags
-    w, h = img.size
+    w, h = img.size  # the rotation swaps them
     if min(w, h) < MIN_SIDE:
         raise ValueError(f"the image is {w}×{h} pixels; it needs at least {MIN_SIDE} pixels on each side")
-    if w * h > MAX_PIXELS:
-        raise ValueError(f"the image is {w}×{h} pixels (over {MAX_PIXELS // 1_000_000} megapixels); "
-                         "resize it before uploading")
     note, mode = "", img.mode
     if mode.startswith("I") or mode == "F":  # 16- or 32-bit greyscale: PIL's convert("RGB") would clip at 255
         values = np.asarray(img, dtype=np.float64)
@@ -183,13 +188,17 @@ def load_user_image(data: bytes, size: int = 32) -> tuple[torch.Tensor, str]:
         top = (65535.0 if mode.startswith("I;16") else 1.0 if mode == "F" and values.max() <= 1.0
                else 65535.0 if values.max() > 255 else 255.0)
         img = Image.fromarray(np.clip(values / top * 255, 0, 255).round().astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "P"):
-        note = "transparent parts were filled with white. "
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        alpha = rgba.split()[-1]
+        if alpha.getextrema()[0] < 255:  # only when some pixel is see-through
+            note = "transparent parts were filled with white. "
         background = Image.new("RGB", img.size, "white")
-        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").split()[-1])
+        background.paste(rgba, mask=alpha)
         img = background
-    elif img.mode != "RGB":
-        note = f"the image was {mode} (not colour); it was converted to RGB. "
+    if mode in ("1", "L", "LA", "F") or mode.startswith("I"):
+        note += f"the image was greyscale ({mode}); it was converted to RGB. "
+    if img.mode != "RGB":  # greyscale, palette, CMYK, YCbCr, …
         img = img.convert("RGB")
     side = min(w, h)
     img = img.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))

@@ -36,7 +36,7 @@ FIRST_EDIT = {TOY: "smiling", "celeba_hq": "smiling", "church": "gothic", "bedro
 # The editors the steering notebooks (05, 06) offer in each world: the first two make the linearity strip, the first
 # three the measured combination, the first four the combination grid.
 LIVE_EDITS = {TOY: ("smiling", "glasses", "tanned", "blonde", "alien"),
-              "real": ("smiling", "makeup", "tanned", "young")}
+              "real": ("smiling", "makeup", "tanned", "young")}  # the authors' CelebA-HQ editors
 
 
 def default_world() -> str:
@@ -96,13 +96,18 @@ class World:
         self.edit_table, self.boost_table = tables
         return tables
 
-    def cached_own_tables(self, n: int = 16, stride: int = 10,
-                          cache_dir: str | Path | None = None) -> tuple[DistanceTable, DistanceTable] | None:
-        """A real world's own tables if `measure_tables(n, stride, cache_dir)` measured them before, else None."""
+    def cached_own_tables(self, n: int = 16, stride: int = 10, cache_dir: str | Path | None = None,
+                          along: str | None = None) -> tuple[DistanceTable, DistanceTable] | None:
+        """A real world's own tables if `measure_tables(n, stride, cache_dir, along=along)` measured them before,
+        else None; along=None takes those along the inversion (the authors' way) where both were measured."""
         from .intervals import read_cached_tables
 
-        return read_cached_tables(settings.cache_dir(cache_dir), self._fingerprint(), OWN_TABLES_DISTANCE,
-                                  self._own_samples_key(n), stride)
+        for way in ("inversion", "noised") if along is None else (along,):
+            tables = read_cached_tables(settings.cache_dir(cache_dir), self._fingerprint(), OWN_TABLES_DISTANCE,
+                                        self._own_samples_key(n), stride, along=way)
+            if tables is not None:
+                return tables
+        return None
 
     def _fingerprint(self) -> str:
         from .train_asyrp import unet_fingerprint
@@ -144,14 +149,23 @@ class World:
 
     def live_edits(self) -> tuple[str, ...]:
         """The editors notebooks 05 and 06 steer with: shipped toy editors, or released ones of the authors."""
+        from .registry import DDPMS
+
+        if self.name in DDPMS and self.name != "celeba_hq":
+            # LIVE_EDITS["real"] are CelebA-HQ editors; the prompts of the authors' church and bedroom editors are
+            # not all recorded here (a model folder of your own gets the CelebA-HQ names, and `editor` then says
+            # that no editors were released for it)
+            raise ValueError(f"the steering notebooks (05, 06) use the authors' CelebA-HQ editors or the toy world's, "
+                             f"not editors for {self.name!r}; set WORLD = 'celeba_hq' (a GPU) or 'toy'")
         return LIVE_EDITS[TOY if self.name == TOY else "real"]
 
     def scene_editors(self, edits: tuple[str, ...]) -> dict:
         """{edit: (f_t, EditorConfig)} for a live-steering Scene; real editors get the paper's t_edit and 40 steps."""
         from .train_asyrp import EditorConfig, load_editor
 
-        if self.name == TOY:
-            return {edit: load_editor(self.unet, edit=edit) for edit in edits}
+        if self.name == TOY:  # on the model's device (load_editor gives them on the CPU)
+            return {edit: (block.to(self.device), config)
+                    for edit, (block, config) in ((e, load_editor(self.unet, edit=e)) for e in edits)}
         editors = {}
         for edit in edits:
             block, t_edit, _ = self.editor(edit)
@@ -228,7 +242,10 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
     unet, schedule = load_ddpm(name, device)
     kind = name if name in DDPMS else model  # which of the authors' models this is, if any
     dataset = DDPMS[kind].lpips_dataset if kind is not None else None
-    world = World(kind or Path(name).name, unet, schedule, load_clip(clip, device), device)
+    display = kind or Path(name).name
+    if kind is None and display in (TOY, *DDPMS):  # a folder called "toy" or "celeba_hq" is not that world
+        display = str(Path(name).resolve())
+    world = World(display, unet, schedule, load_clip(clip, device), device)
     if dataset is None:  # not one of the authors' models: its own tables, if they were measured before
         own = world.cached_own_tables()  # by `world.measure_tables()` or `asyrp-edu intervals --world FOLDER`
         if own is not None:
@@ -236,7 +253,8 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
             return world
         warnings.warn(f"{name} is not one of the authors' models, so its t_edit and t_boost come from their CelebA-HQ "
                       "LPIPS tables; measure its own once with world.measure_tables() (GPU, LPIPS weights) or "
-                      f"`asyrp-edu intervals --world {name}`, and they are used from then on", stacklevel=2)
+                      f"`asyrp-edu intervals --world {name}` (either --along; the default --n, --stride and cache "
+                      "folder), and they are used from then on", stacklevel=2)
     world.edit_table = reference_table(dataset or "celeba", "x0_t")
     world.boost_table = reference_table(dataset or "celeba", "x")
     return world
@@ -283,7 +301,7 @@ def check_editor(world: World, edit: str, source: str | None = None, target: str
     images = world.images(n, seed)
     x_T = cached_inversion(world.unet, world.schedule, images, world.num_steps, settings.cache_dir(), progress=False,
                            fixed_point_iters=world.inversion_iters)
-    intervals = Intervals(t_edit, t_boost)
+    intervals = Intervals(t_edit, t_boost, world.schedule.T)
     # generate_edited gives both runs the same η = 1 noise below t_boost: only the edit differs
     plain = generate_edited(world.unet, x_T, world.schedule, None, intervals, world.num_steps).clamp(-1, 1)
     edited = generate_edited(world.unet, x_T, world.schedule, editor, intervals, world.num_steps).clamp(-1, 1)

@@ -68,6 +68,31 @@ def test_missing_user_file_names_the_fix(tmp_path):
         models.load_toy_ddpm(tmp_path / "nope.safetensors")
 
 
+def test_a_file_that_is_not_a_ddpm_names_the_fix(tmp_path):
+    """A .pt checkpoint, or a safetensors file of another network, passed where a DDPM goes (`--ddpm FILE`)."""
+    (tmp_path / "state.pt").write_bytes(b"not safetensors at all")
+    with pytest.raises(ValueError, match="not a safetensors file.*asyrp-edu train-ddpm"):
+        models.load_toy_ddpm(tmp_path / "state.pt")
+    with pytest.raises(ValueError, match="does not hold this U-Net's weights.*asyrp-edu train-ddpm"):
+        models.load_toy_ddpm(models.WEIGHTS_DIR / "editor_smiling.safetensors")
+
+
+def test_intervals_are_bounded_by_the_models_own_T(tiny_unet):
+    """t_edit is checked against the schedule's T: above it nothing would ever be edited, and a model with more
+    training steps than 1,000 can be edited from its own top."""
+    from asyrp_edu.editing import Intervals, generate_edited
+
+    x_T = torch.randn(1, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"t_edit=800 is outside \[0, 500\]"):
+        generate_edited(tiny_unet, x_T, Schedule.linear(500), torch.ones(1), Intervals(800), num_steps=4)
+    long = Schedule.linear(2000)
+    edited = generate_edited(tiny_unet, x_T, long, torch.ones(1), Intervals(1200, T=2000), num_steps=4)
+    plain = generate_edited(tiny_unet, x_T, long, None, Intervals(1999, T=2000), num_steps=4)
+    assert not torch.allclose(edited, plain)  # the steps t = 1500 above t_edit = 1200 were edited
+    with pytest.raises(ValueError, match="outside"):
+        Intervals(1200)  # T is 1,000 unless given
+
+
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
     models.save_safetensors_atomic({"w": torch.ones(2)}, tmp_path / "a.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]

@@ -74,11 +74,20 @@ def test_manifest_lists_the_shipped_weights_as_they_are(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [tmp_path / "manifest.json"]  # the temporary file is gone
 
 
-def test_hspace_report_is_consistent_with_itself_and_numpy(capsys):
+def test_hspace_report_is_consistent_with_itself_and_numpy(capsys, monkeypatch):
     """`asyrp-edu hspace` at a tiny size: every derived number follows from the measured ones as documented."""
     import numpy as np
 
+    from asyrp_edu import properties
+    from asyrp_edu.editing import ScaledEditor
+
+    measured, real = [], properties.measure_linearity
+    monkeypatch.setattr(properties, "measure_linearity",
+                        lambda unet, schedule, editor, *a, **k: measured.append(editor) or real(unet, schedule,
+                                                                                               editor, *a, **k))
     main(["hspace", "--n", "2", "--steps", "4"])
+    # editors trained with 40 steps, sampled with 4: Δh × 10, as `evaluate --steps 4` does
+    assert len(measured) == 4 and all(isinstance(e, ScaledEditor) and e.scale == 10 for e in measured)
     report = json.loads(capsys.readouterr().out)
     edits = ("smiling", "glasses", "tanned", "blonde")
     assert report["n"] == 2 and set(report["linearity"]) == set(report["homogeneity"]) == set(edits)

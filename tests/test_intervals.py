@@ -225,6 +225,11 @@ def test_a_real_world_measures_its_own_tables_with_lpips(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").glob("distance_*.tsv"))) == 2
     assert edit != reference_table("celeba", "x0_t")  # no longer the authors' CelebA-HQ table
     assert w.cached_own_tables(n=2, stride=100) == (edit, boost) and w.cached_own_tables() is None
+    # tables measured along the inversion (the authors' way, `intervals --along inversion`) are found too, first
+    along_inversion = w.measure_tables(n=2, stride=100, progress=False, along="inversion")
+    assert along_inversion != (edit, boost)
+    assert w.cached_own_tables(n=2, stride=100) == along_inversion
+    assert w.cached_own_tables(n=2, stride=100, along="noised") == (edit, boost)
 
 
 def test_a_real_world_loads_its_own_tables_once_measured(tmp_path, monkeypatch):

@@ -57,19 +57,48 @@ def test_two_processes_under_accelerate_launch_train_the_same_editor_as_one(tmp_
 
 
 def test_gradients_are_averaged_not_summed(monkeypatch):
-    # all_reduce stands in for a second process whose gradient is g_other: the step must use (g + g_other) / 2
+    # all_reduce stands in for a second process whose gradient is g_other (it contributes g_other / 2, its share):
+    # the step must use (g + g_other) / 2
     import torch.distributed as dist
 
     module = torch.nn.Linear(3, 2)
     g, g_other = torch.randn(2, 3), torch.randn(2, 3)
     module.weight.grad = g.clone()  # the bias has no gradient and must be left alone
     calls = []
-    monkeypatch.setattr(dist, "all_reduce", lambda t, op=None: calls.append(op) or t.add_(g_other))
+    monkeypatch.setattr(dist, "all_reduce", lambda t, op=None: calls.append(op) or t.add_(g_other / 2))
     ProcessGroup(rank=0, size=2).average_gradients(module)
     assert torch.allclose(module.weight.grad, (g + g_other) / 2) and module.bias.grad is None
     assert calls == [dist.ReduceOp.SUM]
     ProcessGroup().average_gradients(module)  # a group of one leaves the gradient as it is
     assert torch.allclose(module.weight.grad, (g + g_other) / 2) and len(calls) == 1
+
+
+def test_uneven_shards_still_give_the_whole_batchs_gradient(monkeypatch):
+    """16 images over 3 processes (6, 5, 5): Σ_r share_r · ∇(mean loss over shard r) = ∇(mean loss over all 16)."""
+    import torch.distributed as dist
+
+    x = torch.arange(16.0)
+    groups = [ProcessGroup(rank, 3) for rank in range(3)]
+    modules, shares = [], []
+    for group in groups:
+        mine = group.shard(slice(0, 16), 16)
+        module = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.constant_(module.weight, 0.5)
+        (module(x[mine, None]) ** 2).mean().backward()  # this process's mean loss
+        modules.append(module)
+        shares.append(len(mine) / 16)
+    assert sorted(shares) == [5 / 16, 5 / 16, 6 / 16]
+    full = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(full.weight, 0.5)
+    (full(x[:, None]) ** 2).mean().backward()
+    weighted = []  # all_reduce stands in for the group: each process's weighted gradient, then their sum
+    monkeypatch.setattr(dist, "all_reduce", lambda t, op=None: weighted.append(t.clone()))
+    for group, module, share in zip(groups, modules, shares):
+        group.average_gradients(module, share)
+    assert torch.allclose(sum(weighted), full.weight.grad)
+    # the plain mean over processes counts the images of the smaller shards more: it is not the batch's gradient
+    plain_mean = sum(w / s for w, s in zip(weighted, shares)) / 3
+    assert not torch.allclose(plain_mean, full.weight.grad)
 
 
 @pytest.mark.parametrize("device, cuda_present, backend", [("cpu", True, "gloo"), ("cuda:0", True, "nccl"),

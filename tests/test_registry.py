@@ -65,6 +65,10 @@ def test_a_download_cut_short_gets_the_same_clear_error(tmp_path, monkeypatch):
         registry.load_ddpm("celeba_hq")
     (snapshot / "diffusion_pytorch_model.safetensors").write_bytes(b"")
     assert registry._model_cached("google/ddpm-celebahq-256", "main")
+    with pytest.raises(registry.WeightsUnavailable, match="Colab"):  # the U-Net without its scheduler's config
+        registry.load_ddpm("celeba_hq")
+    (snapshot / "scheduler_config.json").write_text("{}")
+    assert registry._model_cached("google/ddpm-celebahq-256", "main", files=("scheduler_config.json",))
 
 
 def test_every_registered_model_names_a_repository_and_a_revision():

@@ -187,6 +187,18 @@ def test_sliders_render_while_dragging_only_for_small_images(scene):
     assert not sliders.live(SimpleNamespace(original=torch.zeros(1, 3, 256, 256)))  # seconds per render: on release
 
 
+def test_widgets_default_to_an_editor_the_scene_has(scene):
+    """A scene without smiling: the widgets start on its first editor; a wrong name gets the list of names."""
+    from asyrp_edu import sliders
+
+    assert sliders.strength_widget(scene).children[0].value == "a"  # the editor dropdown
+    assert sliders.t_edit_widget(scene).children[0].value == 500  # editor a's t_edit
+    sliders.scrubber_widget(scene)
+    for make in (sliders.strength_widget, sliders.t_edit_widget, sliders.scrubber_widget):
+        with pytest.raises(KeyError, match=r"available: \['a', 'b'\]"):
+            make(scene, "smiling")
+
+
 def test_upload_widget_inverts_a_picture_and_explains_a_bad_file(scene, tmp_path):
     from asyrp_edu import sliders
 
@@ -253,7 +265,19 @@ def test_uploaded_images_are_checked_and_converted(monkeypatch):
         widgets.load_user_image(b"certainly not a PNG")
     with pytest.raises(ValueError, match="at least 16 pixels"):
         widgets.load_user_image(_png("RGB", (8, 40)))
+    # colour files get no note about colour or transparency they do not lack
+    x, note = widgets.load_user_image(_png("RGBA", (40, 40), (0, 0, 255, 255)), 32)  # opaque, like a screenshot
+    assert "white" not in note and "greyscale" not in note and float(x[0, 2].min()) == 1.0
+    buffer = io.BytesIO()
+    Image.new("CMYK", (40, 40), (0, 255, 255, 0)).save(buffer, format="JPEG")  # red in print colours
+    x, note = widgets.load_user_image(buffer.getvalue(), 32)
+    assert "greyscale" not in note and float(x[0, 0].mean()) > 0.9 and float(x[0, 1:].mean()) < -0.9
+    # a file over the pixel limit is refused from its header, before it is decoded (a small PNG of one colour can
+    # decode to gigabytes)
+    from PIL import ImageFile
+
     monkeypatch.setattr(widgets, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded before the size check"))
     with pytest.raises(ValueError, match="resize it"):
         widgets.load_user_image(_png("RGB", (40, 40)))
 

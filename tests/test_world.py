@@ -52,6 +52,29 @@ def test_a_folder_holding_an_authors_model_keeps_its_editors_and_tables(tmp_path
             world.load_world(name, device="cpu", model=model)
 
 
+def test_a_folder_named_like_a_built_in_world_is_not_that_world(tmp_path, monkeypatch):
+    """A model folder called "toy" gets neither the toy world's faces and editors nor the steering notebooks' set."""
+    build_unet(CELEBA_HQ_LAYOUT_SMALL).save_pretrained(tmp_path / "toy" / "unet")
+    monkeypatch.setattr(registry, "load_clip", lambda name, device: load_tiny_clip())
+    with pytest.warns(UserWarning, match="CelebA-HQ LPIPS tables"):
+        w = world.load_world(str(tmp_path / "toy"), device="cpu")
+    assert w.name == str((tmp_path / "toy").resolve()) and w.name != world.TOY
+    with pytest.raises(KeyError, match="released no editors"):
+        w.editor("smiling")
+    # the steering notebooks' CelebA-HQ editors are not offered to another of the authors' models
+    assert world.World.live_edits(SimpleNamespace(name="celeba_hq")) == world.LIVE_EDITS["real"]
+    with pytest.raises(ValueError, match="WORLD = 'celeba_hq'"):
+        world.World.live_edits(SimpleNamespace(name="church"))
+
+
+def test_toy_scene_editors_live_on_the_worlds_device():
+    """load_editor gives CPU tensors; a toy world on a GPU needs its editors there too (here: the meta device)."""
+    w = world.load_world("toy", device="cpu")
+    w.device = torch.device("meta")
+    editors = w.scene_editors(("smiling",))
+    assert next(editors["smiling"][0].parameters()).device.type == "meta"
+
+
 def test_when_the_paper_rules_cross_boosting_starts_where_editing_ends(monkeypatch):
     """Church's tables give t_boost 293; a text cosine of 0.5 gives t_edit 223, and Intervals needs t_boost ≤ t_edit."""
     import asyrp_edu.losses
