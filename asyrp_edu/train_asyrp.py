@@ -310,4 +310,5 @@ def load_editor(unet, path: Path | None = None, edit: str | None = None,
     config = EditorConfig(**{k: tuple(v) if k == "templates" else v for k, v in saved.items()})
     editor = new_editor(unet, config.ignore_timesteps)
     editor.load_state_dict(tensors)
-    return editor.eval().requires_grad_(False), config
+    # on the U-Net's device: a toy world on a GPU calls it with CUDA tensors
+    return editor.eval().requires_grad_(False).to(next(unet.parameters()).device), config

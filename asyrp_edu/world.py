@@ -163,7 +163,7 @@ class World:
         """{edit: (f_t, EditorConfig)} for a live-steering Scene; real editors get the paper's t_edit and 40 steps."""
         from .train_asyrp import EditorConfig, load_editor
 
-        if self.name == TOY:  # on the model's device (load_editor gives them on the CPU)
+        if self.name == TOY:  # on the world's device
             return {edit: (block.to(self.device), config)
                     for edit, (block, config) in ((e, load_editor(self.unet, edit=e)) for e in edits)}
         editors = {}

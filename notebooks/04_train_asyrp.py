@@ -153,8 +153,8 @@ if is_toy:  # the generator's training stream; the shipped smiling editor's t_ed
     train_faces = toy.sample(steps(32, 4), seed=0)[0].to(device)
     new_faces = toy.sample(8, seed=1, heldout=True)[0].to(device)
     shipped_config = load_editor(unet, edit="smiling")[1]
-    # the paper's loss alone at lr 5e-4, as the shipped alien editor (the other shipped editors add a keep loss
-    # at lr 1e-3: exercise 4)
+    # the paper's loss alone at lr 5e-4, compared as the authors' code compares (the shipped smiling, glasses,
+    # tanned and blonde editors add a keep loss at lr 1e-3: exercise 4)
     t_edit, lr_f, batch = shipped_config.t_edit, 5e-4, 16
 else:  # the model's own samples as training images; t_edit by the paper's LPIPS rule; the authors' batch of 1
     source, target = OFFICIAL_PROMPTS["smiling"]
@@ -198,7 +198,7 @@ if is_toy:  # measured against the generator's ground truth
     recon = reconstruct(unet, schedule, eval_x_T, n_steps)  # the unedited result, shared by every editor
     rows, titles, reports = [eval_faces[:8]], ["original"], {}
     for edit in tqdm(TOY_EDITS, desc="judging the shipped editors"):
-        editor, cfg = load_editor(unet, edit=edit)
+        editor, cfg = load_editor(unet, edit=edit)  # on the U-Net's device
         reports[edit] = evaluate_editor(unet, schedule, editor, judge, clip, edit, eval_x_T, eval_faces,
                                         Intervals(cfg.t_edit), n_steps, with_symmetric=edit in ("smiling", "glasses"),
                                         reconstruction=recon)
@@ -285,10 +285,10 @@ check_t_edit(my_t_edit)
 # new folder, e.g. `f"{work}/f_t_P_t"`: a folder holding another run's checkpoint is refused rather than resumed.)
 
 # %% [markdown]
-# **4. (think)** Trained with the paper's loss alone, as above, the smiling editor takes the glasses off about half
-# the wearers, though the CLIP directions of "smiling" and "glasses" are nearly orthogonal. Add a keep loss that
-# penalises any change along the glasses, hair, skin and eye directions
-# (`EditorConfig(..., keep=tiny_clip.keep_prompt_pairs(["others"], "mouth"), lambda_keep=1.0)`, or
+# **4. (think)** Trained with the paper's loss alone, as above, the smiling editor takes the glasses off most of the
+# faces that wear them (the glasses flip on about half of all faces), though the CLIP directions of "smiling" and
+# "glasses" are nearly orthogonal. Add a keep loss that penalises any change along the glasses, hair, skin and eye
+# directions (`EditorConfig(..., keep=tiny_clip.keep_prompt_pairs(["others"], "mouth"), lambda_keep=1.0)`, or
 # `asyrp-edu train --keep others`, each into a new folder) and measure again with `asyrp-edu evaluate`. What does
 # the edit gain, and what does it lose? (The shipped smiling, glasses, tanned and blonde editors use it; the
 # README's "Where the smiling editor loses the glasses" has our numbers.)

@@ -172,6 +172,7 @@ ax.legend(fontsize=8);
 editor, config = scene.editors[edit_a]
 # toy: faces from the training stream (the held-out ones come from another stream); real: other samples of the model
 train_faces = toy.sample(steps(16, 4), seed=0)[0] if is_toy else world.images(n_faces, seed=10)
+train_faces = train_faces.to(world.device)
 train_x_T = cached_inversion(unet, schedule, train_faces, n_steps, cache, progress=False,
                              fixed_point_iters=world.inversion_iters)
 per_image = delta_h_along_trajectory(unet, schedule, editor, config.t_edit, train_x_T, n_steps)

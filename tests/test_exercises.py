@@ -77,6 +77,13 @@ def test_step_scale_and_mix_checks():
     assert exercises.check_step_scale(lambda a, b: a / b)
     v = exercises.check_step_scale(lambda a, b: b / a)
     assert not v and "upside down" in v.message
+    import numpy as np
+
+    assert exercises.check_step_scale(lambda a, b: np.float32(a) / np.float32(b))  # numpy's floats are numbers
+    assert exercises.check_step_scale(lambda a, b: torch.tensor(a / b))  # so is a 0-d tensor
+    v = exercises.check_step_scale(lambda a, b: a // b)  # right for (40, 20), wrong for (40, 80)
+    assert not v and "(40, 80)" in v.message and "integer division" in v.message
+    assert not exercises.check_step_scale(lambda a, b: True)
     assert exercises.check_mixed_delta(lambda ds, cs: sum(c * d for c, d in zip(cs, ds)))
     v = exercises.check_mixed_delta(lambda ds, cs: sum(ds))
     assert not v and "coefficient" in v.message
@@ -92,6 +99,9 @@ def test_latent_exercises_of_notebook_07():
     v = exercises.check_decoded_P_t(lambda z, e, a, decode: decode(z))
     assert not v and "decode P_t" in v.message
     assert not exercises.check_decoded_P_t(lambda z, e, a, decode: (z - (1 - a) ** 0.5 * e) / a ** 0.5)
+    # decoding z_t and ε apart, then combining the images, is wrong: the decoder is not linear
+    v = exercises.check_decoded_P_t(lambda z, e, a, decode: (decode(z) - (1 - a) ** 0.5 * decode(e)) / a ** 0.5)
+    assert not v and "not linear" in v.message
 
 
 def test_every_notebook_exercise_ships_a_stub_and_a_solution_that_passes_its_check():

@@ -68,7 +68,7 @@ def test_a_folder_named_like_a_built_in_world_is_not_that_world(tmp_path, monkey
 
 
 def test_toy_scene_editors_live_on_the_worlds_device():
-    """load_editor gives CPU tensors; a toy world on a GPU needs its editors there too (here: the meta device)."""
+    """A toy world on a GPU needs its editors there too (here: the meta device, the U-Net staying on the CPU)."""
     w = world.load_world("toy", device="cpu")
     w.device = torch.device("meta")
     editors = w.scene_editors(("smiling",))
