@@ -124,8 +124,13 @@ def train_autoencoder(out_dir: Path, steps: int = 3000, batch_size: int = 32, lr
     model = build_autoencoder(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     start, state_path = 0, out_dir / STATE_FILE
+    # what a resumed run must share with the interrupted one (more steps may resume a finished run)
+    run = {"config": config, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight, "seed": seed}
     if resume and state_path.is_file():
+        from .train_ddpm import check_resumable
+
         state = torch.load(state_path, map_location="cpu", weights_only=True)
+        check_resumable(json.loads(state.get("run", "null")), run, state_path, fixed=("config",))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
@@ -153,8 +158,8 @@ def train_autoencoder(out_dir: Path, steps: int = 3000, batch_size: int = 32, lr
         result.step = step + 1
         bar.set_postfix(loss=f"{loss.item():.5f}")
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-            save_torch_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1},
-                              state_path)
+            save_torch_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1,
+                               "run": json.dumps(run)}, state_path)
     model.eval()
     scale, shift = latent_statistics(model, seed=seed)
     save_safetensors_atomic(model.state_dict(), result.weights,

@@ -24,12 +24,17 @@ def check_images(x: torch.Tensor, size: int | None = None, channels: int = 3, na
                          f"resize them (e.g. torch.nn.functional.interpolate(x, size={size}))")
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} have dtype {x.dtype}; convert to float in [-1, 1] with x.float() / 127.5 - 1")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch, shape {tuple(x.shape)}; pass at least one image")
     lo, hi = float(x.min()), float(x.max())
     if not (torch.isfinite(x).all()):
         raise ValueError(f"{name} contain NaN or inf values; look at how they were made (a division by zero while "
                          "normalising?) or replace them with torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)")
     if check_range and (lo < -1.001 or hi > 1.001):
-        hint = "x / 127.5 - 1" if hi > 2 else "x * 2 - 1" if lo >= 0 else "x.clamp(-1, 1)"
+        # 0 … 255 pixels, 0 … 1 pixels, else a range of its own: map [lo, hi] onto [-1, 1]
+        hint = ("x / 127.5 - 1" if lo >= 0 and 2 < hi <= 255 else
+                f"(x - lo) / (hi - lo) * 2 - 1 where lo, hi = {lo:.3g}, {hi:.3g} (or x.clamp(-1, 1) if only a few "
+                "values stray)")
         raise ValueError(f"{name} range over [{lo:.3g}, {hi:.3g}] but must lie in [-1, 1]; rescale with {hint}")
     return x
 

@@ -107,7 +107,8 @@ class TinyClip:
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
-        size = tuple(getattr(self.model.visual, "image_size", images.shape[-2:]))
+        size = getattr(self.model.visual, "image_size", images.shape[-2:])
+        size = (size, size) if isinstance(size, int) else tuple(size)  # some open_clip models keep one int
         x = images.to(self.mean.device, torch.float32)
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)

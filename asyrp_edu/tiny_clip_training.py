@@ -119,6 +119,8 @@ def train_tiny_clip(out: Path, steps: int = 400, batch_size: int = 128, lr: floa
                     direction_weight: float = 0.5, config: dict | None = None,
                     progress: bool = True) -> tuple[TinyClip, list[float]]:
     """Contrastive training on fresh toy faces (twin pairs, random-subset captions); saves safetensors + config."""
+    if batch_size < 2:
+        raise ValueError(f"batch_size={batch_size}: each batch holds pairs of twin faces, so it needs at least 2")
     torch.manual_seed(seed)
     config = config or TINY_CLIP_CONFIG
     model, tokenizer = build_tiny_clip(config), get_tokenizer(config["text_cfg"]["context_length"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -50,6 +51,26 @@ def coarse_x0_loss(eps_pred: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch
     return (weight[:, None, None, None] * coarse.pow(2)).mean()
 
 
+def check_resumable(saved: dict | None, current: dict, state_path: Path, fixed: tuple[str, ...]) -> None:
+    """Refuse to resume a run whose `fixed` settings (the network, the data) differ; say which others changed.
+
+    Training on with another learning rate or loss weight is a choice (the shipped DDPM was made that way: README,
+    "Retraining the shipped toy models"), so it is announced, not refused. A state without settings is trusted."""
+    if saved is None:
+        return
+    current = json.loads(json.dumps(current))  # tuples become lists, as in the saved copy
+    changed = {k: (saved[k], current.get(k)) for k in saved if saved[k] != current.get(k)}
+    refused = {k: v for k, v in changed.items() if k in fixed}
+    if refused:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        raise ValueError(f"{state_path} belongs to a run of another network or data ({listed}). Train into another "
+                         "folder (--out), or start over with resume=False (`--no-resume`)")
+    if changed:
+        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        warnings.warn(f"resuming {state_path} with changed settings: {listed} (its weights and optimiser state go "
+                      "on from where they stopped)", stacklevel=3)
+
+
 def train_ddpm(
     out_dir: Path,
     steps: int = 8000,
@@ -86,8 +107,14 @@ def train_ddpm(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     start = 0
     state_path = out_dir / STATE_FILE
+    # what a resumed run must share with the interrupted one (more steps may resume a finished run: it trains on)
+    run = {"config": config, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay, "seed": seed,
+           "coarse_weight": coarse_weight, "coarse_cell": coarse_cell, "weights_file": weights_file,
+           **(metadata or {})}
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
+        check_resumable(json.loads(state.get("run", "null")), run, state_path,
+                        fixed=("config", "weights_file", "autoencoder", "autoencoder_sha256"))
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -131,7 +158,8 @@ def train_ddpm(
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
             save_torch_atomic({"model": model.state_dict(), "ema": ema.state_dict(),
-                                "optimizer": optimizer.state_dict(), "step": step + 1}, state_path)
+                                "optimizer": optimizer.state_dict(), "step": step + 1, "run": json.dumps(run)},
+                               state_path)
     export_ema(ema, result.weights, config, seed=seed, steps=result.step, **(metadata or {}))
     return result
 

@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from asyrp_edu import hspace
+from asyrp_edu import hspace, shared_skips
 from asyrp_edu.ddim import Schedule, ddim_step
 from asyrp_edu.delta_block import DeltaBlock
 from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG
@@ -47,16 +47,20 @@ def flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def flop_ratio(size: int) -> tuple[float, float, float]:
-    """(encoder, decoder, both decoder passes with shared skips) GFLOPs of the CelebA-HQ U-Net at size², on meta."""
+def flop_ratio(size: int) -> tuple[float, float, float, bool]:
+    """(encoder, decoder, both decoder passes as asymmetric_step runs them) GFLOPs of the CelebA-HQ U-Net at size²,
+    on meta, and whether that step shares the skips' part (`shared_skips.worth_it`: not for small images)."""
     from diffusers import UNet2DModel
 
     with torch.device("meta"), torch.no_grad():
         unet = UNet2DModel(**CELEBA_HQ_UNET_CONFIG)
         x = torch.empty(1, 3, size, size)
         enc = hspace.encode(unet, x, 500)
+        shared = shared_skips.worth_it(enc) and shared_skips.supports(unet)
+        pair = (flops(lambda: hspace.decode_pair(unet, enc, enc.h)) if shared
+                else 2 * flops(lambda: hspace.decode(unet, enc)))
         return (flops(lambda: hspace.encode(unet, x, 500)) / 1e9, flops(lambda: hspace.decode(unet, enc)) / 1e9,
-                flops(lambda: hspace.decode_pair(unet, enc, enc.h)) / 1e9)
+                pair / 1e9, shared)
 
 
 def main() -> None:
@@ -138,13 +142,14 @@ def main() -> None:
             print(f"round {round_ + 1}: {rounds}", flush=True)
 
     median = {name: statistics.median(v) for name, v in times.items()}
-    enc_gflop, dec_gflop, pair_gflop = flop_ratio(args.size)
+    enc_gflop, dec_gflop, pair_gflop, shared = flop_ratio(args.size)
     plain_gflop = enc_gflop + dec_gflop
     expected = {"plain": 1.0, "asymmetric": (enc_gflop + pair_gflop) / plain_gflop, "naive": 2.0,
                 "asym_seq": (enc_gflop + 2 * dec_gflop) / plain_gflop}
     expected["asym_2B"] = expected["asym_seq"]
-    print(f"\nGFLOPs of one forward pass: encoder {enc_gflop:.1f} + decoder {dec_gflop:.1f}; "
-          f"both decoder passes with shared skips {pair_gflop:.1f} (not shared: {2 * dec_gflop:.1f})")
+    print(f"\nGFLOPs of one forward pass: encoder {enc_gflop:.1f} + decoder {dec_gflop:.1f}; both decoder passes "
+          + (f"with shared skips {pair_gflop:.1f} (not shared: {2 * dec_gflop:.1f})" if shared else
+             f"{pair_gflop:.1f}: at {args.size}² the asymmetric step does not share the skips (shared_skips.worth_it)"))
     print(f"{'step':<12}{'median ms':>10}{'/ plain':>10}{'FLOP ratio':>12}")
     for name in methods:
         print(f"{name:<12}{median[name] * 1e3:>10.1f}{median[name] / median['plain']:>10.2f}{expected[name]:>12.2f}")

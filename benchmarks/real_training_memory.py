@@ -8,8 +8,8 @@ backward; on the CPU it stacks them into one batch of 2B, which is faster there 
 `--batched` measures that CPU way. (The default "trajectory" reference compares the L1 term with a
 plain DDIM step run without gradients instead, which keeps nothing for backward.) Everything is built from
 random weights (same configs, float32), so nothing is downloaded. Each batch size runs in a fresh process; the
-peak resident memory of that process minus its memory before the update is the activation cost, and the weights
-are counted once on top:
+peak resident memory of that process minus its resident memory just before the update is the activation cost, and
+the weights are counted once on top:
 
     peak ≈ weights (U-Net + CLIP + f_t and its Adam state) + activations(batch)
 
@@ -36,6 +36,16 @@ CUDA_CONTEXT_GIB = 0.5
 def rss_gib() -> float:
     """Peak resident memory of this process so far, GiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def current_rss_gib() -> float:
+    """Resident memory of this process now, GiB (Linux's VmRSS; elsewhere the peak so far, which undercounts)."""
+    try:
+        with open("/proc/self/status") as status:
+            kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        return kib / 2**20
+    except (OSError, StopIteration):
+        return rss_gib()
 
 
 def one_update(batch: int, model_name: str = "ddpm", batched: bool = False) -> dict:
@@ -71,7 +81,8 @@ def one_update(batch: int, model_name: str = "ddpm", batched: bool = False) -> d
         asymmetric_eps(unet, x_t, 700, editor, batched=batched)
         if ldm:
             codec.decode(x_t)
-    before = rss_gib()
+    # what is held now, not the peak so far: the warm-up's freed temporaries must not be subtracted from the update's
+    before = current_rss_gib()
     start = time.perf_counter()
     _, eps_edit, _ = asymmetric_eps(unet, x_t, 700, editor, batched=batched)
     # P_t^edit = (x_t − sqrt(1 − ᾱ_t) ε_θ(x_t | Δh_t)) / sqrt(ᾱ_t); ε_θ(x_t) feeds only D_t, which the loss never sees

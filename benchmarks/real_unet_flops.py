@@ -70,7 +70,12 @@ def count_passes(notebook: str) -> float:
         torch.nn.init.normal_(block.conv2.weight, std=0.05)  # non-zero, so edited steps run as they would
         return block
 
+    # the hooks see eager passes only: the sliders' TorchScript trace (used for small models on a CPU; the real 256²
+    # model on a GPU renders eagerly) and the shared-skip decoder (which skips up_blocks[0]'s forward; it saves
+    # FLOPs, so counting its pair as two decoder passes errs on the long side) are switched off
     with mock.patch.object(world, "default_world", lambda: str(folder)), \
+            mock.patch("asyrp_edu.widgets.trace_for_rendering", lambda unet: unet), \
+            mock.patch("asyrp_edu.shared_skips.worth_it", lambda enc: False), \
             mock.patch.object(registry, "load_ddpm", load_counted), \
             mock.patch.object(registry, "load_clip", lambda name, device: load_tiny_clip(device=device)), \
             mock.patch.object(registry, "official_editor", random_editor), \

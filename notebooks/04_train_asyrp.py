@@ -73,7 +73,7 @@ judge = load_evaluator() if is_toy else None  # ground truth exists only in the 
 n_steps = steps(40, 8)  # DDIM steps for inversion and generation (the authors' 40)
 work = tempfile.mkdtemp()  # inversions and checkpoints of this notebook
 if not is_toy:  # estimates: one update at batch 1 measured on a CPU (benchmarks/real_training_memory.py), not on a T4
-    print("expected on a Colab T4: about 15 minutes for this notebook; training needs about 4.4 GB of GPU memory")
+    print("expected on a Colab T4: about 15 minutes for this notebook; training needs about 3.5 GB of GPU memory")
 
 # %% [markdown]
 # ## 1 · The directional CLIP loss

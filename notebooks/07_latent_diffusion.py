@@ -60,7 +60,7 @@ if WORLD == "toy-ldm":
 
     ldm, clip, device = load_toy_ldm(), load_tiny_clip(), torch.device("cpu")
 else:  # an estimate from the model sizes; not yet timed on a T4
-    print("expected on a Colab T4: about 10 minutes for this notebook, about 6 GB of GPU memory at most")
+    print("expected on a Colab T4: about 10 minutes for this notebook, about 7 GB of GPU memory at most")
     from asyrp_edu.registry import load_clip, load_ldm
 
     device = torch.device("cuda")
@@ -128,7 +128,7 @@ image_grid([torch.stack([f.x_t[0] for f in picked]).cpu(), torch.stack([f.P_t[0]
 source, target = ("a sad cartoon face", "a smiling cartoon face") if WORLD == "toy-ldm" else ("face", "smiling face")
 config = EditorConfig(source=source, target=target, t_edit=400 if WORLD == "toy-ldm" else 500,
                       num_steps=steps(40, 6), batch_size=8 if WORLD == "toy-ldm" else 2, epochs=1, seed=0)
-# (real world: 2 images per step keep a T4 near 6 GB, 8 would need about 17: benchmarks/real_training_memory.py)
+# (real world: 2 images per step keep a T4 near 7 GB, 8 would need about 19: benchmarks/real_training_memory.py)
 train_faces = toy.sample(steps(16, 4), seed=0)[0] if WORLD == "toy-ldm" else source_images(steps(8, 2), seed=5)
 start = time.perf_counter()
 loss_plot = LiveLossPlot(every=5, title=f"f_t in latent h-space: {target}")

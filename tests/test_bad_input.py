@@ -15,7 +15,10 @@ from asyrp_edu.ddim import Schedule, ddim_invert
     (torch.zeros(1, 3, 64, 64), ValueError, "resize"),
     (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), TypeError, "127.5"),
     (torch.full((1, 3, 32, 32), 255.0), ValueError, "x / 127.5 - 1"),
-    (torch.full((1, 3, 32, 32), 0.5).index_fill_(3, torch.tensor([0]), 1.5), ValueError, "x \\* 2 - 1"),
+    # not x * 2 - 1 (that would stretch 0.5 … 1.5 to 0 … 2): the range mapped onto [-1, 1]
+    (torch.full((1, 3, 32, 32), 0.5).index_fill_(3, torch.tensor([0]), 1.5), ValueError,
+     r"\(x - lo\) / \(hi - lo\) \* 2 - 1 where lo, hi = 0.5, 1.5"),
+    (torch.zeros(0, 3, 32, 32), ValueError, "empty batch"),
     (torch.full((1, 3, 32, 32), float("nan")), ValueError, "NaN.*torch.nan_to_num"),
     ([[0.0]], TypeError, "torch.Tensor"),
 ])

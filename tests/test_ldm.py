@@ -65,6 +65,25 @@ def test_autoencoder_training_learns_and_resumes_exactly(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_ddpm_and_autoencoder_training_refuse_to_resume_another_network(tmp_path):
+    """A folder left by a run of another network is refused; other changed settings are announced."""
+    from asyrp_edu.models import TOY_UNET_CONFIG
+    from asyrp_edu.train_ddpm import train_ddpm
+
+    small = dict(TOY_UNET_CONFIG, block_out_channels=(32, 32, 32))
+    options = dict(batch_size=2, config=small, progress=False, bf16=False)
+    train_ddpm(tmp_path / "ddpm", steps=2, **options)
+    with pytest.raises(ValueError, match=r"config: .*--no-resume"):  # another U-Net: not a raw load_state_dict error
+        train_ddpm(tmp_path / "ddpm", steps=3, **dict(options, config=dict(small, layers_per_block=2)))
+    # training on with another learning rate is a choice (the shipped DDPM was made so): announced, not refused
+    with pytest.warns(UserWarning, match=r"changed settings: lr 0.0004 -> 0.0008"):
+        assert train_ddpm(tmp_path / "ddpm", steps=3, lr=8e-4, **options).step == 3
+    train_autoencoder(tmp_path / "vae", steps=2, batch_size=2, config=TINY_VAE, progress=False)
+    with pytest.raises(ValueError, match=r"config: "):
+        train_autoencoder(tmp_path / "vae", steps=3, batch_size=2, config=dict(TINY_VAE, latent_channels=3),
+                          progress=False)
+
+
 def test_latent_ddpm_trains_on_latents(tmp_path, tiny_ldm):
     _, _, codec = tiny_ldm
     result = train_toy_ldm(tmp_path, codec, steps=3, batch_size=4, config=TINY_LATENT_UNET, progress=False,

@@ -39,6 +39,14 @@ def test_forward_shapes_and_unit_norm(small_clip):
     assert torch.allclose(txt.norm(dim=1), torch.ones(2), atol=1e-5)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         small_clip.encode_image(torch.zeros(3, 32, 32))
+    # open_clip's ResNets keep their input size as one int; 16² images are resized to it all the same
+    small_clip.model.visual.image_size = 32
+    assert torch.allclose(small_clip.encode_image(toy.sample(3, seed=0, size=16)[0]),
+                          small_clip.encode_image(torch.nn.functional.interpolate(
+                              toy.sample(3, seed=0, size=16)[0], size=(32, 32), mode="bicubic", antialias=True)),
+                          atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2"):  # twin pairs: a batch of one holds none
+        tct.train_tiny_clip(None, steps=1, batch_size=1, config=SMALL, progress=False)
 
 
 def test_gradients_flow_to_images_but_not_weights(small_clip):
