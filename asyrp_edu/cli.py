@@ -9,13 +9,14 @@ from pathlib import Path
 
 
 def _cmd_train_ddpm(args: argparse.Namespace) -> None:
+    from .settings import checked_device
     from .train_ddpm import train_ddpm
 
     if args.world not in ("toy", "toy-ldm"):
         raise SystemExit(f"train-ddpm supports --world toy and --world toy-ldm (got {args.world!r}); "
                          "real models come pretrained")
     options = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=not args.no_resume,
-                   bf16=not args.fp32, device=args.device,
+                   bf16=not args.fp32, device=str(checked_device(args.device)),
                    coarse_weight=args.coarse_weight if args.coarse_weight is not None else
                    (1.0 if args.world == "toy" else 0.05))
     if args.world == "toy-ldm":
@@ -236,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         resumes = "; run the same command again to go on where it stopped" if args.command in RESUMABLE else ""
         print(f"asyrp-edu {args.command}: interrupted{resumes}", file=sys.stderr)
         return 130
+    except SystemExit as stop:
+        if isinstance(stop.code, str):  # a command refusing its input: one line in the same form as the others
+            raise SystemExit(f"asyrp-edu {args.command}: error: {stop.code}") from None
+        raise
     except Exception as error:
         if _show_traceback() or not (isinstance(error, USER_ERRORS) or type(error).__name__ == "WeightsUnavailable"):
             raise

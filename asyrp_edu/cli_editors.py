@@ -24,12 +24,12 @@ def non_negative_int(text: str) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     """`asyrp-edu train`: one f_t for a named toy edit or two prompts, on the toy world's DDPM or the toy LDM."""
-    import torch
 
     from . import toy
     from .ddim import INVERSION_FIXED_POINT_ITERS
     from .evaluate_edits import TOY_EDITS, check_edit_name
     from .parallel import local_device
+    from .settings import checked_device
     from .tiny_clip import keep_prompt_pairs, load_tiny_clip
     from .train_asyrp import EditorConfig, train_editor
 
@@ -54,7 +54,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out or _editor_folder(args.world, args.edit or _folder_name(target)))
     if out.exists() and not out.is_dir():
         raise SystemExit(f"--out {out} is a file; give a folder for the editor and its checkpoints")
-    device = local_device() if args.device == "auto" else torch.device(args.device)
+    device = local_device() if args.device == "auto" else checked_device(args.device)
     unet.to(device)
     if codec is not None:
         codec.to(device)

@@ -31,6 +31,21 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def checked_device(name: str | torch.device) -> torch.device:
+    """torch.device(name), refused with the fix when it is not a device, or a GPU that torch cannot see here."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"--device {name!r} is not a device torch knows; use cpu, cuda or cuda:N") from error
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {name}: no GPU is visible to torch here; leave --device out to run on the CPU")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: this machine has {count} GPU(s), cuda:0 … cuda:{count - 1}")
+    return device
+
+
 def run_report(started: float) -> str:
     """What a notebook run took since `started` (time.time()): minutes, and peak GPU memory when on a GPU."""
     import time

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import io
 import runpy
-import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -87,12 +86,22 @@ def count_passes(notebook: str) -> float:
 
 
 def main() -> None:
+    """Count FLOPs once, then the passes of each notebook named (default: 02, 05, 06), and print the estimates."""
+    import argparse
+
     import matplotlib
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", default=["02_ddim", "05_linearity", "06_combinations"],
+                        help="notebook names without .py (default: 02_ddim 05_linearity 06_combinations)")
+    args = parser.parse_args()
+    missing = [n for n in args.notebooks if not (ROOT / "notebooks" / f"{n}.py").is_file()]
+    if missing:
+        parser.error(f"no notebook {missing} in {ROOT / 'notebooks'}")
     matplotlib.use("Agg")
     tflop = unet_tflop()
     print(f"CelebA-HQ U-Net, 256², batch 1: {tflop:.3f} TFLOP per forward pass")
-    for notebook in sys.argv[1:] or ["02_ddim", "05_linearity", "06_combinations"]:
+    for notebook in args.notebooks:
         passes = count_passes(notebook)
         low, high = (passes * tflop / t / 60 for t in reversed(T4_TFLOPS))
         print(f"{notebook}: {passes:,.0f} image passes -> {low:.1f}–{high:.1f} min of U-Net work on a T4 "

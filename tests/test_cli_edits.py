@@ -105,6 +105,18 @@ def test_the_command_prints_the_message_not_a_traceback(monkeypatch, capsys):
     with pytest.raises(SystemExit, match="ASYRP_EDU_TRACEBACK=1 shows where"):
         main(["evaluate", "--attribute", "frowning"])
     monkeypatch.delenv("ASYRP_EDU_TRACEBACK")
+    with pytest.raises(SystemExit) as exit_info:  # a command's own refusal reads the same
+        main(["train", "--world", "toy", "--source", "a"])
+    assert str(exit_info.value).startswith("asyrp-edu train: error: give --edit NAME")
+    import torch
+
+    from asyrp_edu.settings import checked_device
+
+    if not torch.cuda.is_available():  # asking for a GPU that is not there: the fix, not a driver traceback
+        with pytest.raises(SystemExit, match="asyrp-edu train-ddpm: error: --device cuda: no GPU is visible"):
+            main(["train-ddpm", "--device", "cuda", "--steps", "1", "--out", "never_written"])
+    with pytest.raises(ValueError, match="not a device torch knows"):
+        checked_device("gpu")
 
     def interrupted(args):
         raise KeyboardInterrupt
