@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -48,6 +49,8 @@ def ensure_venv(extras: str) -> None:
         try:
             venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
         except subprocess.CalledProcessError as error:  # ensurepip is missing (Debian and Ubuntu split it off)
+            # half made, without pip: removed, so that the next run does not take it for somebody else's
+            shutil.rmtree(VENV, ignore_errors=True)
             raise SystemExit("could not put pip into .venv; on Debian or Ubuntu run `apt-get install python3-venv` "
                              "(or python3.X-venv for your version), then run this again") from error
     fingerprint = _install_fingerprint()

@@ -52,3 +52,20 @@ def test_a_venv_this_script_did_not_make_is_left_alone(bootstrap, monkeypatch):
     with pytest.raises(SystemExit, match="not made by this script"):
         bootstrap.ensure_venv("")
     assert (bootstrap.VENV / "pyvenv.cfg").exists()
+
+
+def test_a_venv_left_half_made_by_a_missing_ensurepip_does_not_block_the_rerun(bootstrap, monkeypatch):
+    """Debian without python3-venv: creating .venv fails after its Python is written; the rerun must not refuse it."""
+    import subprocess
+
+    def half_made(self, env_dir):
+        Path(env_dir, "bin").mkdir(parents=True, exist_ok=True)
+        Path(env_dir, "bin", "python").write_text("")  # the Python is there, pip is not
+        raise subprocess.CalledProcessError(1, ["ensurepip"])
+
+    monkeypatch.setattr(bootstrap, "_venv_works", lambda: False)
+    monkeypatch.setattr(bootstrap, "PYTHON", bootstrap.VENV / "bin" / "python")
+    monkeypatch.setattr(bootstrap.venv.EnvBuilder, "create", half_made)
+    with pytest.raises(SystemExit, match="python3-venv"):
+        bootstrap.ensure_venv("")
+    assert not bootstrap.VENV.exists()  # so the rerun creates it again instead of calling it somebody else's
