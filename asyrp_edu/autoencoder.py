@@ -127,7 +127,7 @@ def train_autoencoder(out_dir: Path, steps: int = 3000, batch_size: int = 32, lr
     # what a resumed run must share with the interrupted one (more steps may resume a finished run)
     run = {"config": config, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight, "seed": seed}
     if resume and state_path.is_file():
-        from .train_ddpm import check_resumable
+        from .checks import check_resumable
 
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         check_resumable(json.loads(state.get("run", "null")), run, state_path, fixed=("config",))

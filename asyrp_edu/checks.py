@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -57,3 +59,25 @@ def check_sha256(path: Path, expected: str, how_to_fix: str) -> None:
     if actual != expected:
         raise ValueError(f"sha256 of {path} is {actual[:16]}… but {expected[:16]}… was expected: the file is "
                          f"corrupt or was replaced; {how_to_fix}")
+
+
+def check_resumable(saved: dict | None, current: dict, state_path: Path, fixed: tuple[str, ...] | None = None) -> None:
+    """Refuse to resume a run whose `fixed` settings differ (None: every setting it recorded); announce the others.
+
+    The f_t trainer fixes everything. The DDPM and autoencoder trainers fix only the network: training on with
+    another learning rate or loss weight is a choice there (the shipped DDPM was made that way: README, "Retraining
+    the shipped toy models"). A state saved without settings (an older version) is trusted."""
+    if saved is None:
+        return
+    current = json.loads(json.dumps(current))  # tuples become lists, as in the saved copy
+    # only what the state recorded: a setting added by a later version of the package does not block a resume
+    changed = {k: (saved[k], current.get(k)) for k in saved if saved[k] != current.get(k)}
+    refused = {k: v for k, v in changed.items() if fixed is None or k in fixed}
+    if refused:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        raise ValueError(f"{state_path} belongs to a run with other settings ({listed}). Train into another folder, "
+                         "or start over with resume=False (`--no-resume`)")
+    if changed:
+        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        warnings.warn(f"resuming {state_path} with changed settings: {listed} (its weights and optimiser state go "
+                      "on from where they stopped)", stacklevel=3)

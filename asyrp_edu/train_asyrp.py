@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from .checks import check_resumable
 from .ddim import Schedule, ddim_invert, ddim_step, predict_x0, unet_noise_model
 from .delta_block import DeltaBlock, check_compatible
 from .hspace import asymmetric_eps, asymmetric_step, h_shape, temb_dim
@@ -264,16 +265,7 @@ def with_current_names(settings: dict) -> dict:
 
 def check_same_run(saved: dict | None, current: dict, state_path: Path) -> None:
     """Refuse to resume an interrupted run made with other settings (an old state without them is trusted)."""
-    if saved is None:
-        return
-    current = json.loads(json.dumps(current))  # tuples become lists, as in the saved copy
-    saved = with_current_names(saved)
-    # only what the state recorded: a setting added by a later version of the package does not block a resume
-    changed = {k: (saved[k], current.get(k)) for k in saved if saved[k] != current.get(k)}
-    if changed:
-        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        raise ValueError(f"{state_path} belongs to a run with other settings ({listed}). Train into another folder, "
-                         "or start over with resume=False (`--no-resume`)")
+    check_resumable(None if saved is None else with_current_names(saved), current, state_path)
 
 
 def shipped_editor_file(edit: str, world: str = "toy") -> str:

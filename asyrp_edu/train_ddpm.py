@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import toy
+from .checks import check_resumable
 from .ddim import Schedule, q_sample
 from .models import TOY_DDPM_FILE, TOY_UNET_CONFIG, build_unet, save_safetensors_atomic, save_torch_atomic
 
@@ -49,26 +49,6 @@ def coarse_x0_loss(eps_pred: torch.Tensor, eps: torch.Tensor, alpha_bar_t: torch
     # ‖coarse(P̂_t − x0)‖² = (1 − ᾱ)/ᾱ · ‖coarse(ε − ε̂)‖², the weight capped so t ≈ T does not swamp the rest
     weight = ((1 - alpha_bar_t) / alpha_bar_t).clamp(max=max_weight)  # (B,)
     return (weight[:, None, None, None] * coarse.pow(2)).mean()
-
-
-def check_resumable(saved: dict | None, current: dict, state_path: Path, fixed: tuple[str, ...]) -> None:
-    """Refuse to resume a run whose `fixed` settings (the network, the data) differ; say which others changed.
-
-    Training on with another learning rate or loss weight is a choice (the shipped DDPM was made that way: README,
-    "Retraining the shipped toy models"), so it is announced, not refused. A state without settings is trusted."""
-    if saved is None:
-        return
-    current = json.loads(json.dumps(current))  # tuples become lists, as in the saved copy
-    changed = {k: (saved[k], current.get(k)) for k in saved if saved[k] != current.get(k)}
-    refused = {k: v for k, v in changed.items() if k in fixed}
-    if refused:
-        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
-        raise ValueError(f"{state_path} belongs to a run of another network or data ({listed}). Train into another "
-                         "folder (--out), or start over with resume=False (`--no-resume`)")
-    if changed:
-        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        warnings.warn(f"resuming {state_path} with changed settings: {listed} (its weights and optimiser state go "
-                      "on from where they stopped)", stacklevel=3)
 
 
 def train_ddpm(
