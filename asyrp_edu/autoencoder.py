@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import toy
-from .models import load_checked, save_safetensors_atomic, save_torch_atomic
+from .models import load_checked, load_weights, save_safetensors_atomic, save_torch_atomic
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, VQModel
@@ -172,7 +172,8 @@ def load_toy_autoencoder(path: Path | None = None, device: str | torch.device = 
     """The shipped toy autoencoder (sha256-checked) as a LatentCodec in eval mode."""
     tensors, metadata = load_checked(path, TOY_VAE_FILE, "train-vae", needs=("vae_config", "scale", "shift"))
     model = build_autoencoder(json.loads(metadata["vae_config"]))
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    load_weights(model, {k: v.float() for k, v in tensors.items()}, path or TOY_VAE_FILE, "the autoencoder's",
+                 "train-vae")
     codec = LatentCodec(model, float(metadata["scale"]), float(metadata["shift"]))
     return codec.eval().requires_grad_(False).to(device)
 

@@ -36,7 +36,8 @@ def check_images(x: torch.Tensor, size: int | None = None, channels: int = 3, na
         # 0 … 255 pixels, 0 … 1 pixels, else a range of its own: map [lo, hi] onto [-1, 1]
         hint = ("x / 127.5 - 1" if lo >= 0 and 2 < hi <= 255 else
                 f"(x - lo) / (hi - lo) * 2 - 1 where lo, hi = {lo:.3g}, {hi:.3g} (or x.clamp(-1, 1) if only a few "
-                "values stray)")
+                "values stray)" if hi > lo else
+                f"x.clamp(-1, 1) or by hand: every value is {lo:.3g}, so the range says nothing about the scale")
         raise ValueError(f"{name} range over [{lo:.3g}, {hi:.3g}] but must lie in [-1, 1]; rescale with {hint}")
     return x
 

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from . import toy
 from .checks import check_images
-from .models import TOY_EVALUATOR_FILE, load_checked, save_safetensors_atomic
+from .models import TOY_EVALUATOR_FILE, load_checked, load_weights, save_safetensors_atomic
 
 
 class AttributeNet(nn.Module):
@@ -87,7 +87,7 @@ def load_evaluator(path: Path | None = None) -> "Evaluator":
     """The shipped judge (sha256-checked), ready to read attributes off images."""
     tensors, _ = load_checked(path, TOY_EVALUATOR_FILE, "train-evaluator")
     net = AttributeNet()
-    net.load_state_dict(tensors)
+    load_weights(net, tensors, path or TOY_EVALUATOR_FILE, "the evaluation network's", "train-evaluator")
     return Evaluator(net.eval().requires_grad_(False))
 
 

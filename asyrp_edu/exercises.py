@@ -166,7 +166,7 @@ def check_step_scale(student_fn: Callable[[int, int], float]) -> Verdict:
     if all(abs(g - b / a) < 1e-6 for g, (a, b) in zip(got, cases)):
         return Verdict(False, "upside down: with fewer test steps each step carries more of the edit, so the "
                               "factor must grow (n_train / n_test)")
-    (a, b), g = next(((a, b), g) for (a, b), g in zip(cases, got) if abs(g - a / b) >= 1e-6)  # the first wrong
+    (a, b), g = next(((a, b), g) for (a, b), g in zip(cases, got) if not abs(g - a / b) < 1e-6)  # first wrong (or NaN)
     hint = " (integer division? use /, not //)" if g == a // b else ""
     return Verdict(False, f"for (n_train, n_test) = {(a, b)} the factor is {a / b}, you returned {g}{hint}")
 

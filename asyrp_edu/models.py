@@ -122,6 +122,18 @@ def load_checked(path: Path | None, name: str, command: str,
     return load_file(str(path)), metadata
 
 
+def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path | str, what: str,
+                 command: str) -> None:
+    """module.load_state_dict(tensors); a file of another network gets a ValueError naming the command to run."""
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as error:  # another kind of file: an editor given as a DDPM, a DDPM as the judge, …
+        own = set(module.state_dict())
+        raise ValueError(f"{source} does not hold {what} weights ({len(own - set(tensors))} of its tensors are "
+                         f"missing, {len(set(tensors) - own)} are not its own); pass a file written by "
+                         f"`asyrp-edu {command}`") from error
+
+
 def load_toy_ddpm(path: Path | None = None, device: str | torch.device = "cpu") -> tuple[UNet2DModel, Schedule]:
     """The shipped toy DDPM (EMA weights) as (UNet2DModel in eval mode, Schedule)."""
     return load_shipped_unet(path, TOY_DDPM_FILE, "train-ddpm --world toy", device)
@@ -134,13 +146,7 @@ def load_shipped_unet(path: Path | None, name: str, command: str,
     tensors, metadata = load_checked(path, name, command)
     config = json.loads(metadata["unet_config"]) if "unet_config" in metadata else TOY_UNET_CONFIG
     unet = build_unet(config)
-    try:
-        unet.load_state_dict({k: v.float() for k, v in tensors.items()})
-    except RuntimeError as error:  # another kind of file: an editor, an evaluation network, …
-        missing = len(set(unet.state_dict()) - set(tensors))
-        raise ValueError(f"{path or name} does not hold this U-Net's weights ({missing} of its tensors are missing, "
-                         f"{len(set(tensors) - set(unet.state_dict()))} are not its own); pass a DDPM file written by "
-                         f"`asyrp-edu {command}`") from error
+    load_weights(unet, {k: v.float() for k, v in tensors.items()}, path or name, "this U-Net's", command)
     unet.eval().requires_grad_(False).to(device)
     schedule = Schedule.linear(int(metadata.get("num_train_timesteps", 1000)),
                                float(metadata.get("beta_start", 1e-4)), float(metadata.get("beta_end", 0.02)))

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import toy
-from .models import load_checked
+from .models import load_checked, load_weights
 
 if TYPE_CHECKING:
     from open_clip.model import CLIP
@@ -145,11 +145,14 @@ def load_tiny_clip(path: Path | None = None, device: str | torch.device = "cpu")
     tensors, metadata = load_checked(path, TOY_CLIP_FILE, "train-clip")
     config = json.loads(metadata["config"]) if "config" in metadata else TINY_CLIP_CONFIG
     model = build_tiny_clip(config)
+    if "token_embedding.ids" not in tensors or "token_embedding.weight" not in tensors:
+        raise ValueError(f"{path or TOY_CLIP_FILE} does not hold the tiny CLIP's weights (no token embedding); pass "
+                         "a file written by `asyrp-edu train-clip`")
     ids, rows = tensors.pop("token_embedding.ids"), tensors.pop("token_embedding.weight")
     table = torch.zeros_like(model.token_embedding.weight)
     table[ids] = rows.float()  # tokens never seen in training embed to zero
     tensors["token_embedding.weight"] = table
-    model.load_state_dict(tensors)
+    load_weights(model, tensors, path or TOY_CLIP_FILE, "the tiny CLIP's", "train-clip")
     return TinyClip(model).to(device)
 
 

@@ -263,9 +263,15 @@ def with_current_names(settings: dict) -> dict:
     return {**settings, "reference": RENAMED_REFERENCES[old]} if old in RENAMED_REFERENCES else settings
 
 
+# settings added after run states began recording them, with the value every older run had
+ADDED_SETTINGS = {"ignore_timesteps": False}
+
+
 def check_same_run(saved: dict | None, current: dict, state_path: Path) -> None:
     """Refuse to resume an interrupted run made with other settings (an old state without them is trusted)."""
-    check_resumable(None if saved is None else with_current_names(saved), current, state_path)
+    if saved is not None:  # a state from before a setting existed ran with its old behaviour
+        saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in current}, **with_current_names(saved)}
+    check_resumable(saved, current, state_path)
 
 
 def shipped_editor_file(edit: str, world: str = "toy") -> str:

@@ -19,6 +19,7 @@ from asyrp_edu.ddim import Schedule, ddim_invert
     (torch.full((1, 3, 32, 32), 0.5).index_fill_(3, torch.tensor([0]), 1.5), ValueError,
      r"\(x - lo\) / \(hi - lo\) \* 2 - 1 where lo, hi = 0.5, 1.5"),
     (torch.zeros(0, 3, 32, 32), ValueError, "empty batch"),
+    (torch.full((1, 3, 32, 32), -2.0), ValueError, "every value is -2"),  # no (hi - lo) = 0 to divide by
     (torch.full((1, 3, 32, 32), float("nan")), ValueError, "NaN.*torch.nan_to_num"),
     ([[0.0]], TypeError, "torch.Tensor"),
 ])
@@ -78,6 +79,18 @@ def test_a_file_that_is_not_a_ddpm_names_the_fix(tmp_path):
         models.load_toy_ddpm(tmp_path / "state.pt")
     with pytest.raises(ValueError, match="does not hold this U-Net's weights.*asyrp-edu train-ddpm"):
         models.load_toy_ddpm(models.WEIGHTS_DIR / "editor_smiling.safetensors")
+    # the judge, the tiny CLIP and the autoencoder say the same when given another network's file
+    from asyrp_edu.autoencoder import load_toy_autoencoder
+    from asyrp_edu.evaluator import load_evaluator
+    from asyrp_edu.tiny_clip import load_tiny_clip
+
+    ddpm = models.WEIGHTS_DIR / models.TOY_DDPM_FILE
+    with pytest.raises(ValueError, match="evaluation network's weights.*asyrp-edu train-evaluator"):
+        load_evaluator(ddpm)
+    with pytest.raises(ValueError, match="tiny CLIP's weights.*asyrp-edu train-clip"):
+        load_tiny_clip(ddpm)
+    with pytest.raises(ValueError, match="asyrp-edu train-vae"):
+        load_toy_autoencoder(ddpm)
 
 
 def test_intervals_are_bounded_by_the_models_own_T(tiny_unet):

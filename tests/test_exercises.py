@@ -84,6 +84,7 @@ def test_step_scale_and_mix_checks():
     v = exercises.check_step_scale(lambda a, b: a // b)  # right for (40, 20), wrong for (40, 80)
     assert not v and "(40, 80)" in v.message and "integer division" in v.message
     assert not exercises.check_step_scale(lambda a, b: True)
+    assert "(40, 20)" in exercises.check_step_scale(lambda a, b: float("nan")).message  # a verdict, not a crash
     assert exercises.check_mixed_delta(lambda ds, cs: sum(c * d for c, d in zip(cs, ds)))
     v = exercises.check_mixed_delta(lambda ds, cs: sum(ds))
     assert not v and "coefficient" in v.message

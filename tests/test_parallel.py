@@ -101,6 +101,36 @@ def test_uneven_shards_still_give_the_whole_batchs_gradient(monkeypatch):
     assert not torch.allclose(plain_mean, full.weight.grad)
 
 
+def test_the_trainer_weights_each_process_by_its_share_of_the_batch(tiny_unet, tmp_path, monkeypatch):
+    """train_editor passes its shard's share to the gradient average: rank 0 of 3 holds 6 of a batch of 16."""
+    import asyrp_edu.train_asyrp as train_asyrp
+    from asyrp_edu.ddim import Schedule
+    from asyrp_edu.train_asyrp import EditorConfig, train_editor
+
+    shares = []
+
+    class RankZeroOfThree(ProcessGroup):
+        def average_gradients(self, module, share=None):
+            shares.append(share)
+
+        def barrier(self):
+            pass
+
+    class MeanColourClip:
+        def encode_text(self, prompts):
+            return torch.eye(3)[[("red", "green").index(p) for p in prompts]]
+
+        def encode_image(self, images):
+            return torch.nn.functional.normalize(images.mean(dim=(2, 3)) + 1.5, dim=-1)
+
+    monkeypatch.setattr(train_asyrp, "process_group", lambda device=None: RankZeroOfThree(0, 3))
+    config = EditorConfig("red", "green", t_edit=700, num_steps=4, batch_size=16, lr=1e-2)
+    images = torch.rand(16, 3, 16, 16) * 2 - 1
+    train_editor(tiny_unet.requires_grad_(False), Schedule.linear(), MeanColourClip(), images, config, tmp_path,
+                 progress=False)
+    assert shares == [6 / 16]  # one batch, one edited step (t = 750)
+
+
 @pytest.mark.parametrize("device, cuda_present, backend", [("cpu", True, "gloo"), ("cuda:0", True, "nccl"),
                                                              (None, True, "nccl"), (None, False, "gloo")])
 def test_the_backend_follows_the_tensors_device_not_the_machine(monkeypatch, device, cuda_present, backend):

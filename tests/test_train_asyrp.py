@@ -214,6 +214,10 @@ def test_editors_and_runs_saved_under_the_old_reference_name_still_load(setup, t
     check_same_run({"reference": "authors", "lr": 1.0}, {"reference": "x0-both", "lr": 1.0}, tmp_path / "s.pt")
     with pytest.raises(ValueError, match="reference: 'x0' -> 'x0-both'"):
         check_same_run({"reference": "x0"}, {"reference": "x0-both"}, tmp_path / "s.pt")
+    # a run from before ignore_timesteps existed used t: it does not go on without it
+    check_same_run({"lr": 1.0}, {"lr": 1.0, "ignore_timesteps": False}, tmp_path / "s.pt")
+    with pytest.raises(ValueError, match="ignore_timesteps: False -> True"):
+        check_same_run({"lr": 1.0}, {"lr": 1.0, "ignore_timesteps": True}, tmp_path / "s.pt")
 
 
 def test_an_editor_that_ignores_timesteps_trains_and_loads_as_one(setup, tmp_path):
