@@ -194,8 +194,9 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     bar = tqdm(total=total * len(timesteps), initial=done * len(timesteps), desc=f"train f_t: {config.target}",
                disable=not (progress and group.is_main))
     for b in range(done, total):
-        mine = group.shard(batches[b % len(batches)], len(images))
-        share = len(mine) / len(range(len(images))[batches[b % len(batches)]])  # this process's part of the batch
+        batch = batches[b % len(batches)]
+        mine = group.shard(batch, len(images))
+        share = len(mine) / len(range(len(images))[batch])  # this process's part of the batch
         x = x_T_own[[position[i] for i in mine]]  # (B, C, H, W): start of the edited trajectory
         x_source = x  # the unedited trajectory from the same x_T (used by reference="trajectory")
         x0 = images[mine]  # (B, 3, H, W): the images being edited

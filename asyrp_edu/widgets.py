@@ -60,9 +60,9 @@ def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edit
     if image is None:
         image, _ = toy.sample(1, seed=seed, heldout=True, size=unet.config.sample_size)
     image = image[None] if image.dim() == 3 else image
-    device = next(unet.parameters()).device
     if editors is None:  # load_editor puts them on the U-Net's device
         editors = {name: load_editor(unet, edit=name) for name in (edits or tuple(TOY_EDITS))}
+    device = next(unet.parameters()).device
     x_T = cached_inversion(unet, schedule, image.to(device), num_steps, settings.cache_dir(cache_dir), progress=False,
                            fixed_point_iters=shared_inversion_iters(config for _, config in editors.values()))
     # channels-last convolutions render ~13% faster on a CPU (measured, same results). The weights keep their values;

@@ -102,9 +102,10 @@ class World:
         else None; along=None takes those along the inversion (the authors' way) where both were measured."""
         from .intervals import read_cached_tables
 
+        folder, model_key = settings.cache_dir(cache_dir), self._fingerprint()
         for way in ("inversion", "noised") if along is None else (along,):
-            tables = read_cached_tables(settings.cache_dir(cache_dir), self._fingerprint(), OWN_TABLES_DISTANCE,
-                                        self._own_samples_key(n), stride, along=way)
+            tables = read_cached_tables(folder, model_key, OWN_TABLES_DISTANCE, self._own_samples_key(n), stride,
+                                        along=way)
             if tables is not None:
                 return tables
         return None

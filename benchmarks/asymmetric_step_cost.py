@@ -57,10 +57,9 @@ def flop_ratio(size: int) -> tuple[float, float, float, bool]:
         x = torch.empty(1, 3, size, size)
         enc = hspace.encode(unet, x, 500)
         shared = shared_skips.worth_it(enc) and shared_skips.supports(unet)
-        pair = (flops(lambda: hspace.decode_pair(unet, enc, enc.h)) if shared
-                else 2 * flops(lambda: hspace.decode(unet, enc)))
-        return (flops(lambda: hspace.encode(unet, x, 500)) / 1e9, flops(lambda: hspace.decode(unet, enc)) / 1e9,
-                pair / 1e9, shared)
+        decoder = flops(lambda: hspace.decode(unet, enc))
+        pair = flops(lambda: hspace.decode_pair(unet, enc, enc.h)) if shared else 2 * decoder
+        return flops(lambda: hspace.encode(unet, x, 500)) / 1e9, decoder / 1e9, pair / 1e9, shared
 
 
 def main() -> None:
