@@ -127,9 +127,9 @@ def train_autoencoder(out_dir: Path, steps: int = 3000, batch_size: int = 32, lr
     # what a resumed run must share with the interrupted one (more steps may resume a finished run)
     run = {"config": config, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight, "seed": seed}
     if resume and state_path.is_file():
-        from .checks import check_resumable
+        from .checks import check_resumable, load_training_state
 
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = load_training_state(state_path, ("model", "optimizer", "step"))
         check_resumable(json.loads(state.get("run", "null")), run, state_path, fixed=("config",))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

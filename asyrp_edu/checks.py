@@ -62,6 +62,26 @@ def check_sha256(path: Path, expected: str, how_to_fix: str) -> None:
                          f"corrupt or was replaced; {how_to_fix}")
 
 
+def check_output_file(path: Path, example: str) -> None:
+    """Refuse, before any work, an output file name that is a folder (the save would fail only at the end)."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path} is a folder; give a file name, e.g. {Path(path) / example}")
+
+
+def load_training_state(state_path: Path, keys: tuple[str, ...], map_location="cpu") -> dict:
+    """A trainer's saved state (torch.load, weights_only=True) with these keys, or a ValueError naming the fix."""
+    try:
+        state = torch.load(state_path, map_location=map_location, weights_only=True)
+    except Exception as error:  # truncated (EOFError, RuntimeError), another format (UnpicklingError), …
+        raise ValueError(f"{state_path} is not a readable training state ({type(error).__name__}: {error}); "
+                         "delete it, or start over with resume=False (`--no-resume`)") from error
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{state_path} is not a training state of this trainer (missing {missing}); train into "
+                         "another folder, or start over with resume=False (`--no-resume`)")
+    return state
+
+
 def check_resumable(saved: dict | None, current: dict, state_path: Path, fixed: tuple[str, ...] | None = None) -> None:
     """Refuse to resume a run whose `fixed` settings differ (None: every setting it recorded); announce the others.
 

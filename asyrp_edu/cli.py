@@ -53,9 +53,12 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
     from .demo import run_demo
 
+    from .viz import figure_format
+
     out = Path(args.out)
     if out.is_dir():  # checked before the work, not after it
         raise SystemExit(f"--out {out} is a folder; give the PNG's file name, e.g. {out / 'asyrp_edu_demo.png'}")
+    figure_format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     matplotlib.use("Agg")  # a terminal: draw to a file, no window
     run_demo(out, seed=args.seed)

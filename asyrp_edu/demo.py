@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 
 from . import toy
 from .evaluator import load_evaluator
-from .models import atomic_write, load_toy_ddpm
+from .models import load_toy_ddpm
 from .quality import invert_and_reconstruct, sample_from_noise
 from .settings import steps
 
@@ -21,7 +21,7 @@ def _labels(attrs: dict) -> list[str]:
 
 def run_demo(out: Path = Path("asyrp_edu_demo.png"), n: int = 8, seed: int = 0) -> Path:
     """Sample faces from noise, invert and reconstruct held-out faces, judge them all; save the figure."""
-    from .viz import image_grid
+    from .viz import image_grid, save_figure
 
     start = time.perf_counter()
     unet, schedule = load_toy_ddpm()
@@ -36,7 +36,7 @@ def run_demo(out: Path = Path("asyrp_edu_demo.png"), n: int = 8, seed: int = 0) 
                      col_titles=_labels(judge(samples)),
                      title=f"asyrp_edu toy world: shipped DDPM (reconstruction MSE {mse:.5f}); "
                            "titles: the judge's reading of row 1", scale=1.3)
-    out = atomic_write(Path(out), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    out = save_figure(fig, out, dpi=110)
     plt.close(fig)
     print(f"wrote {out.resolve()} in {time.perf_counter() - start:.1f} s (reconstruction MSE {mse:.5f})")
     return out

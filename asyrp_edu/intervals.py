@@ -8,6 +8,8 @@ Tables map t to a mean distance; the authors' CelebA-HQ/AFHQ/LSUN tables ship in
 from __future__ import annotations
 
 import hashlib
+import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,14 +44,23 @@ class DistanceTable:
         if not path.is_file():
             raise FileNotFoundError(f"no distance table at {path}; compute one with `compute_tables(...)` or pass "
                                     "one of the authors' files (asyrp_edu/reference/*.tsv)")
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path} is not a text file; expected a two-column TSV (t, distance)") from error
         rows = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split()
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{n}: expected two tab-separated columns (t, distance), got {line!r}")
-            rows.append((int(float(parts[0])), float(parts[1])))
+            try:
+                if len(parts) != 2:
+                    raise ValueError
+                rows.append((int(float(parts[0])), float(parts[1])))
+            except ValueError:
+                raise ValueError(f"{path}:{n}: expected two tab-separated numbers (t, distance), got {line!r}") from None
+        if not rows:
+            raise ValueError(f"{path} holds no rows; expected a two-column TSV (t, distance)")
         rows.sort()
         return cls([r[0] for r in rows], [r[1] for r in rows])
 
@@ -175,10 +186,21 @@ def read_cached_tables(cache_dir: str | Path, model_key: str, distance_name: str
 
 
 def _read_pair(p_path: Path, x_path: Path) -> tuple[DistanceTable, DistanceTable] | None:
-    """Both tables of one measurement, or None unless both files are there."""
-    if p_path.is_file() and x_path.is_file():
-        return DistanceTable.read(p_path), DistanceTable.read(x_path)
-    return None
+    """Both tables of one measurement, or None unless both files are there and whole (a damaged pair is measured
+    again, with a warning)."""
+    if not (p_path.is_file() and x_path.is_file()):
+        return None
+    try:
+        tables = DistanceTable.read(p_path), DistanceTable.read(x_path)
+    except ValueError as error:
+        warnings.warn(f"a cached distance table is damaged ({error}); measuring again", stacklevel=3)
+        return None
+    whole = tables[0].t == tables[1].t and all(math.isfinite(d) for table in tables for d in table.distance)
+    if not whole:
+        warnings.warn(f"the cached distance tables {p_path.name} and {x_path.name} do not match; measuring again",
+                      stacklevel=3)
+        return None
+    return tables
 
 
 def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch.Tensor], schedule: Schedule,

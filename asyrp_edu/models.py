@@ -66,6 +66,8 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as written:  # on disk before the rename, so a crash leaves the old file or the new one
+            os.fsync(written.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:

@@ -4,15 +4,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from .checks import check_resumable
+from .checks import check_resumable, load_training_state
 from .ddim import Schedule, ddim_invert, ddim_step, predict_x0, unet_noise_model
 from .delta_block import DeltaBlock, check_compatible
 from .hspace import asymmetric_eps, asymmetric_step, h_shape, temb_dim
@@ -98,6 +100,22 @@ def unet_fingerprint(unet) -> str:
     return key.hexdigest()[:16]
 
 
+def _read_cached_x_T(path: Path, shape: torch.Size) -> torch.Tensor | None:
+    """A cached x_T of this shape, or None (with a warning when a file is there but damaged, so it is remade)."""
+    if not path.is_file():
+        return None
+    try:
+        x_T = load_file(str(path))["x_T"]
+    except (SafetensorError, KeyError, OSError) as error:
+        warnings.warn(f"{path} is not a readable inversion ({type(error).__name__}); inverting again", stacklevel=3)
+        return None
+    if x_T.shape != shape or not torch.isfinite(x_T).all():
+        warnings.warn(f"{path} holds an x_T of shape {tuple(x_T.shape)} (expected {tuple(shape)}) or non-finite "
+                      f"values; inverting again", stacklevel=3)
+        return None
+    return x_T
+
+
 def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: int, cache_dir: Path,
                      progress: bool = True, codec: LatentCodec | None = None,
                      fixed_point_iters: int = 0) -> torch.Tensor:
@@ -110,13 +128,17 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
         with torch.no_grad():
             images = codec.encode(images)  # z0, (N, C_z, h, w): what the latent U-Net was trained on
     key = hashlib.sha256(unet_fingerprint(unet).encode())
-    key.update(images.cpu().numpy().tobytes())
+    # everything x_T depends on: model, images (values and shape), schedule, steps, iterations, pixels or latents
+    key.update(images.detach().float().cpu().numpy().tobytes())
+    key.update(f"shape={tuple(images.shape)} latent={codec is not None}".encode())
+    key.update(schedule.alpha_bar.detach().double().cpu().numpy().tobytes())
     key.update(str(num_steps).encode())
     if fixed_point_iters:
         key.update(f"fixed_point_iters={fixed_point_iters}".encode())
     path = Path(cache_dir) / f"inversion_{key.hexdigest()[:20]}.safetensors"
-    if path.is_file():
-        return load_file(str(path))["x_T"].to(images.device)
+    cached = _read_cached_x_T(path, images.shape)
+    if cached is not None:
+        return cached.to(images.device)
     x_T = ddim_invert(unet_noise_model(unet), images, schedule, num_steps, progress=progress,
                       latent=codec is not None, fixed_point_iters=fixed_point_iters)
     save_safetensors_atomic({"x_T": x_T}, path)
@@ -177,7 +199,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
            "images": hashlib.sha256(images.detach().cpu().float().numpy().tobytes()).hexdigest()[:16]}
     run.pop("epochs")
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = load_training_state(state_path, ("editor", "optimizer", "batches_done"))
         check_same_run(json.loads(state.get("run", "null")), run, state_path)
         editor.load_state_dict(state["editor"])
         optimizer.load_state_dict(state["optimizer"])
@@ -306,6 +328,10 @@ def load_editor(unet, path: Path | None = None, edit: str | None = None,
         raise ValueError(f"{path or edit} holds f_t weights but not the training config this package saves with them "
                          f"(its t_edit and steps); train one with `asyrp-edu {command}`")
     saved = with_current_names(json.loads(metadata["config"]))
+    unknown = sorted(set(saved) - {f.name for f in fields(EditorConfig)})
+    if unknown:
+        raise ValueError(f"{path or edit} was saved by a newer asyrp_edu (its config has {unknown}, which this "
+                         f"version does not know); upgrade the package (pip install -U asyrp-edu)")
     config = EditorConfig(**{k: tuple(v) if k == "templates" else v for k, v in saved.items()})
     editor = new_editor(unet, config.ignore_timesteps)
     editor.load_state_dict(tensors)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import toy
-from .checks import check_resumable
+from .checks import check_resumable, load_training_state
 from .ddim import Schedule, q_sample
 from .models import TOY_DDPM_FILE, TOY_UNET_CONFIG, build_unet, save_safetensors_atomic, save_torch_atomic
 
@@ -92,7 +92,7 @@ def train_ddpm(
            "coarse_weight": coarse_weight, "coarse_cell": coarse_cell, "weights_file": weights_file,
            **(metadata or {})}
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=True)
+        state = load_training_state(state_path, ("model", "ema", "optimizer", "step"), device)
         check_resumable(json.loads(state.get("run", "null")), run, state_path,
                         fixed=("config", "weights_file", "autoencoder", "autoencoder_sha256"))
         model.load_state_dict(state["model"])

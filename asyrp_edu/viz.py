@@ -1,6 +1,7 @@
 """Figures: image grids and curves, drawn with matplotlib."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt
@@ -39,6 +40,29 @@ def image_grid(rows: Sequence[torch.Tensor], row_titles: Sequence[str] | None = 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def figure_format(path: str | Path) -> str:
+    """The format a figure file's name asks for (.png, .jpg, .pdf, .svg, …; no suffix: png), or a ValueError."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the figure's file name, e.g. {path / 'figure.png'}")
+    kind = path.suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if kind not in formats:
+        raise ValueError(f"cannot write a {path.suffix!r} figure; name it with one of "
+                         f"{', '.join('.' + k for k in sorted(formats))}")
+    return kind
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write fig atomically, in the format its file name says."""
+    from .models import atomic_write
+
+    kind = figure_format(path)
+    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, format=kind))
 
 
 class LiveLossPlot:

@@ -25,6 +25,7 @@ import torch
 
 from alien_prior import denoise_from
 from asyrp_edu import toy
+from asyrp_edu.checks import load_training_state
 from asyrp_edu.evaluate_edits import greenness
 from asyrp_edu.models import TOY_UNET_CONFIG, build_unet, load_shipped_unet, load_toy_ddpm
 from asyrp_edu.train_ddpm import STATE_FILE, export_ema, train_ddpm
@@ -104,7 +105,7 @@ def main() -> None:
                             weights_file=WEIGHTS, metadata={"world": "broad (scripts/alien_broad_world.py)"})
         print(f"EMA weights after {result.step} steps: {result.weights}")
     elif args.command == "export":
-        state = torch.load(args.out / STATE_FILE, map_location="cpu", weights_only=True)
+        state = load_training_state(args.out / STATE_FILE, ("ema", "step"))
         unet = build_unet(TOY_UNET_CONFIG)
         unet.load_state_dict(state["ema"])
         export_ema(unet, args.out / WEIGHTS, TOY_UNET_CONFIG, seed=args.seed, steps=int(state["step"]),

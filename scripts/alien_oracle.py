@@ -31,7 +31,7 @@ from asyrp_edu.hspace import asymmetric_eps
 from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.settings import cache_dir
 from asyrp_edu.train_asyrp import cached_inversion, new_editor
-from asyrp_edu.viz import image_grid
+from asyrp_edu.viz import image_grid, save_figure
 
 OracleLoss = Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor]  # (P_t^edit, P_t^src, batch) -> loss
 GREEN_TARGET = 0.35  # a rendered alien face scores 0.44 or more
@@ -113,7 +113,7 @@ def main() -> None:
           f"greenness change {float((greenness(edited) - greenness(plain)).mean()):+.2f}, "
           f"background change {float(background_change(edited, plain).mean()):.2f}, leakage {leakage}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    image_grid([plain[:8], edited[:8]], row_titles=["unedited", "oracle f_t"]).savefig(args.out, dpi=90)
+    save_figure(image_grid([plain[:8], edited[:8]], row_titles=["unedited", "oracle f_t"]), args.out, dpi=90)
     print(f"grid: {args.out}")
 
 

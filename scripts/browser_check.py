@@ -136,7 +136,9 @@ def main() -> int:
                 changed = move_slider(page, f"http://127.0.0.1:{port}/lab/tree/{Path(args.notebook).name}?token="
                                       f"{token}", args.timeout)
             finally:  # a screenshot either way: on a failure it shows how far the notebook got
-                page.screenshot(path=args.screenshot, full_page=False)
+                partial = f"{args.screenshot}.tmp"  # renamed when whole: never half a PNG under its name
+                page.screenshot(path=partial, full_page=False, type="png")
+                os.replace(partial, args.screenshot)
                 browser.close()
     finally:
         lab.terminate()

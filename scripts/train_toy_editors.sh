@@ -13,6 +13,7 @@
 #   t >= 550 keeps them under 10% on all three seeds but costs smiling in the smiling + glasses + tanned mix (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ship() { cp "$1" "$2.tmp" && mv -f "$2.tmp" "$2"; }  # copy into the package whole or not at all
 declare -A extra=(
   [smiling]="--lr 1e-3 --reference trajectory --keep others --lambda-keep 3 --lambda-recon 6"
   [blonde]="--lr 1e-3 --reference trajectory --keep others --lambda-keep 1 --lambda-recon 3"
@@ -24,6 +25,6 @@ for edit in smiling glasses tanned blonde alien; do
   # shellcheck disable=SC2086  # the extra arguments are meant to split
   asyrp-edu train --world toy --edit "$edit" --n-images 32 --epochs 3 --t-edit 400 --inversion-iters 2 --seed 0 \
     ${extra[$edit]} --no-resume --out "runs/editors/$edit"
-  cp "runs/editors/$edit/editor.safetensors" "asyrp_edu/weights/editor_$edit.safetensors"
+  ship "runs/editors/$edit/editor.safetensors" "asyrp_edu/weights/editor_$edit.safetensors"
 done
 python -m asyrp_edu.manifest

@@ -40,7 +40,7 @@ from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.settings import cache_dir
 from asyrp_edu.train_asyrp import cached_inversion
-from asyrp_edu.viz import image_grid
+from asyrp_edu.viz import image_grid, save_figure
 
 SIZE = 32
 PX = 2.0 / SIZE  # one pixel in toy.render's [-1, 1] frame
@@ -220,7 +220,7 @@ def main() -> None:
         rows += [targets[:8], edited[:8]]
         titles += [name, "oracle f_t"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(rows, row_titles=titles, scale=0.9).savefig(args.out, dpi=80)
+    save_figure(image_grid(rows, row_titles=titles, scale=0.9), args.out, dpi=80)
     print(f"grid: {args.out}")
 
 

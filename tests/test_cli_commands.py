@@ -19,6 +19,8 @@ def test_demo_writes_the_figure_of_the_readme(tmp_path, capsys, monkeypatch):
     assert mse < 0.005  # held-out faces come back from their x_T (an unrelated face is ~0.5 away)
     with pytest.raises(SystemExit, match="is a folder; give the PNG's file name"):
         main(["demo", "--out", str(tmp_path)])  # refused at once, before a minute of work
+    with pytest.raises(SystemExit, match=r"'\.jpq' figure; name it with one of"):
+        main(["demo", "--out", str(tmp_path / "demo.jpq")])  # a typo, also refused before the work
 
 
 def test_measure_reports_the_toy_ddpm(capsys):

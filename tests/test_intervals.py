@@ -50,7 +50,14 @@ def test_table_round_trip_and_bad_file(tmp_path):
     table.write(tmp_path / "t.tsv")
     assert DistanceTable.read(tmp_path / "t.tsv") == table
     (tmp_path / "bad.tsv").write_text("1\t2\t3\n")
-    with pytest.raises(ValueError, match="two tab-separated columns"):
+    with pytest.raises(ValueError, match="two tab-separated numbers"):
+        DistanceTable.read(tmp_path / "bad.tsv")
+    for text, match in (("10\t0.1\n20\tabc\n", r"bad.tsv:2: .*'20\\tabc'"), ("\n", "holds no rows")):
+        (tmp_path / "bad.tsv").write_text(text)
+        with pytest.raises(ValueError, match=match):
+            DistanceTable.read(tmp_path / "bad.tsv")
+    (tmp_path / "bad.tsv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match="bad.tsv is not a text file"):
         DistanceTable.read(tmp_path / "bad.tsv")
 
 
@@ -153,6 +160,22 @@ def test_half_a_cached_pair_is_measured_again(tmp_path):
     next(tmp_path.glob("*_x.tsv")).unlink()  # as if interrupted between the two atomic writes
     cached_tables(eps, images, schedule, tmp_path, "m", stride=100, progress=False)
     assert eps.calls == 18 and len(list(tmp_path.glob("*.tsv"))) == 2
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbled", "nan"])
+def test_a_damaged_cached_pair_is_measured_again(tmp_path, damage):
+    from asyrp_edu import toy
+    from asyrp_edu.intervals import cached_tables
+
+    schedule, images, eps = Schedule.linear(), toy.sample(4, seed=0, heldout=True)[0], _CountingEps()
+    first = cached_tables(eps, images, schedule, tmp_path, "m", stride=100, progress=False)
+    table = next(tmp_path.glob("*_x0_t.tsv"))
+    lines = table.read_text().splitlines(keepends=True)
+    table.write_text({"cut": "".join(lines[:5]), "garbled": "".join(lines[:5]) + "600\t0.\x00\n",
+                      "nan": "".join(lines[:-1]) + "900\tnan\n"}[damage])
+    with pytest.warns(UserWarning, match="measuring again"):
+        again = cached_tables(eps, images, schedule, tmp_path, "m", stride=100, progress=False)
+    assert eps.calls == 18 and again == first
 
 
 def test_images_named_by_a_key_are_drawn_only_when_measuring(tmp_path):

@@ -82,6 +82,13 @@ def test_ddpm_and_autoencoder_training_refuse_to_resume_another_network(tmp_path
     with pytest.raises(ValueError, match=r"config: "):
         train_autoencoder(tmp_path / "vae", steps=3, batch_size=2, config=dict(TINY_VAE, latent_channels=3),
                           progress=False)
+    # a state file cut short (e.g. copied by hand while it was written) names the fix, not a zip-reader error
+    for folder in ("ddpm", "vae"):
+        (state := next((tmp_path / folder).glob("*.pt"))).write_bytes(state.read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"not a readable training state .*--no-resume"):
+        train_ddpm(tmp_path / "ddpm", steps=3, **options)
+    with pytest.raises(ValueError, match=r"not a readable training state .*--no-resume"):
+        train_autoencoder(tmp_path / "vae", steps=3, batch_size=2, config=TINY_VAE, progress=False)
 
 
 def test_latent_ddpm_trains_on_latents(tmp_path, tiny_ldm):

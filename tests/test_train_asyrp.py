@@ -356,3 +356,70 @@ def test_training_steps_replayed_by_hand(setup, tmp_path, monkeypatch, reference
             # ΔT points from the source text (red) to the target text (green), each embedding normalised first
             assert torch.allclose(delta_T, expected_delta_T, atol=1e-6), delta_T
             assert (lambda_clip, kind) == (1.0, "cosine")
+
+
+def test_a_damaged_or_foreign_inversion_cache_is_inverted_again(setup, tmp_path):
+    """A cached x_T that cannot be read, has another shape or holds NaN is remade (with a warning), never returned."""
+    from safetensors.torch import save_file
+
+    from asyrp_edu.train_asyrp import cached_inversion
+
+    unet, schedule, images, _ = setup
+    x_T = cached_inversion(unet, schedule, images, 4, tmp_path, progress=False)
+    (path,) = tmp_path.glob("inversion_*.safetensors")
+    whole = path.read_bytes()
+    for damage in (lambda: path.write_bytes(whole[:50]), lambda: save_file({"other": x_T}, str(path)),
+                   lambda: save_file({"x_T": x_T[:1]}, str(path)), lambda: save_file({"x_T": x_T * torch.nan}, str(path))):
+        damage()
+        with pytest.warns(UserWarning, match="inverting again"):
+            again = cached_inversion(unet, schedule, images, 4, tmp_path, progress=False)
+        assert torch.equal(again, x_T)
+    assert cached_inversion(unet, schedule, images, 4, tmp_path, progress=False).shape == x_T.shape
+
+
+def test_the_inversion_cache_tells_shapes_and_schedules_apart(setup, tmp_path):
+    """The same bytes as another shape, or another noise schedule, are another inversion."""
+    from asyrp_edu.train_asyrp import cached_inversion
+
+    unet, schedule, images, _ = setup
+    cached_inversion(unet, schedule, images, 4, tmp_path, progress=False)
+    reshaped = images.reshape(2, 3, 32, 16)  # the same values, another image size
+    assert cached_inversion(unet, schedule, reshaped, 4, tmp_path, progress=False).shape == reshaped.shape
+    cached_inversion(unet, Schedule.linear(beta_end=0.012), images, 4, tmp_path, progress=False)
+    assert len(list(tmp_path.glob("inversion_*.safetensors"))) == 3
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "safetensors", "other keys"])
+def test_a_damaged_training_state_names_the_fix(setup, tmp_path, damage):
+    from safetensors.torch import save_file
+
+    from asyrp_edu.train_asyrp import STATE_FILE
+
+    unet, schedule, images, config = setup
+    train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, progress=False)
+    state = tmp_path / STATE_FILE
+    {"truncated": lambda: state.write_bytes(state.read_bytes()[:200]), "empty": lambda: state.write_bytes(b""),
+     "safetensors": lambda: save_file({"a": torch.zeros(1)}, str(state)),
+     "other keys": lambda: torch.save({"model": {}, "step": 3}, state)}[damage]()
+    with pytest.raises(ValueError, match="--no-resume"):
+        train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, progress=False)
+    train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, resume=False, progress=False)
+
+
+def test_an_editor_from_a_newer_version_names_the_fix(setup, tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from asyrp_edu.models import save_safetensors_atomic
+    from asyrp_edu.train_asyrp import load_editor
+
+    unet, schedule, images, config = setup
+    result = train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path / "run", progress=False)
+    with safe_open(str(result.weights), "pt") as f:
+        metadata = f.metadata()
+    metadata["config"] = json.dumps({**json.loads(metadata["config"]), "warp_factor": 9})
+    save_safetensors_atomic(load_file(str(result.weights)), tmp_path / "new.safetensors", metadata)
+    with pytest.raises(ValueError, match=r"newer asyrp_edu.*warp_factor.*pip install -U"):
+        load_editor(unet, tmp_path / "new.safetensors")
