@@ -24,10 +24,28 @@ class Verdict:
         return self.passed
 
 
+# What a crash inside the student's function usually means, by the exception's type
+FLOAT_ALPHA_BAR = ("alpha_bar_t is a Python float here, and torch.sqrt takes tensors only: write (1 - a) ** 0.5 "
+                   "or math.sqrt(1 - a)")
+
+
+def _answer(student_fn: Callable, args: tuple, crash_hints: dict[type, str]) -> object:
+    """student_fn(*args), or, when it raises, a failed Verdict saying why (with a hint for the usual causes)."""
+    try:
+        return student_fn(*args)
+    except Exception as error:  # a student's bug can raise anything; the check must still answer
+        hint = next((h for kind, h in crash_hints.items() if isinstance(error, kind)), "")
+        return Verdict(False, f"your function raised {type(error).__name__}: {error}" + (f"; {hint}" if hint else ""))
+
+
 def _compare(got, expected: torch.Tensor, hints: dict[str, torch.Tensor], what: str) -> Verdict:
     """Right if got ≈ expected; otherwise name the known mistake it matches, or the size of the error."""
+    if isinstance(got, Verdict):  # the student's function crashed: `_answer` already explained why
+        return got
     if got is None:
         return Verdict(False, f"your function returned None; `return` the {what}")
+    if type(got).__module__ == "numpy" and hasattr(got, "shape"):  # a numpy array is an answer too
+        got = torch.as_tensor(got)
     if not isinstance(got, torch.Tensor):
         return Verdict(False, f"return a torch.Tensor, not {type(got).__name__}")
     if got.dim() == 0 and expected.dim() > 0:
@@ -57,7 +75,8 @@ def check_alpha_bar(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> Verdi
     expected = torch.cumprod(1 - betas, 0)
     hints = {"you returned Π β_s; alpha_bar is the product of alpha_s = 1 − β_s": torch.cumprod(betas, 0),
              "you returned 1 − β_t; alpha_bar multiplies all alphas up to t (torch.cumprod)": 1 - betas}
-    return _compare(student_fn(betas), expected, hints, "alpha_bar")
+    got = _answer(student_fn, (betas,), {})
+    return _compare(got, expected, hints, "alpha_bar")
 
 
 def check_q_sample(student_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -70,8 +89,13 @@ def check_q_sample(student_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tenso
     expected = q_sample(x0, t, eps, schedule)
     hints = {"the weights need square roots: sqrt(alpha_bar_t) and sqrt(1 − alpha_bar_t)":
              a * x0 + (1 - a) * eps,
+             "the noise weight is sqrt(1 − alpha_bar_t), with the square root": a.sqrt() * x0 + (1 - a) * eps,
+             "the image weight is sqrt(alpha_bar_t), with the square root": a * x0 + (1 - a).sqrt() * eps,
              "x0 and ε are swapped: the clean image gets sqrt(alpha_bar_t)": a.sqrt() * eps + (1 - a).sqrt() * x0}
-    return _compare(student_fn(x0, t, eps, alpha_bar), expected, hints, "x_t")
+    broadcast = ("alpha_bar[t] has shape (B,) and x0 (B, C, H, W): reshape it with alpha_bar[t].view(-1, 1, 1, 1) "
+                 "so that it broadcasts over C, H and W")
+    got = _answer(student_fn, (x0, t, eps, alpha_bar), {RuntimeError: broadcast})
+    return _compare(got, expected, hints, "x_t")
 
 
 def check_predict_x0(student_fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> Verdict:
@@ -82,7 +106,8 @@ def check_predict_x0(student_fn: Callable[[torch.Tensor, torch.Tensor, float], t
     hints = {"divide by sqrt(alpha_bar_t), not alpha_bar_t": (x_t - (1 - a) ** 0.5 * eps) / a,
              "the noise term is sqrt(1 − alpha_bar_t)·ε, with the square root": (x_t - (1 - a) * eps) / a**0.5,
              "P_t subtracts the noise: x_t − sqrt(1 − alpha_bar_t)·ε": (x_t + (1 - a) ** 0.5 * eps) / a**0.5}
-    return _compare(student_fn(x_t, eps, a), expected, hints, "P_t")
+    got = _answer(student_fn, (x_t, eps, a), {TypeError: FLOAT_ALPHA_BAR})
+    return _compare(got, expected, hints, "P_t")
 
 
 def check_direction_to_xt(student_fn: Callable[[torch.Tensor, float, float], torch.Tensor]) -> Verdict:
@@ -93,7 +118,8 @@ def check_direction_to_xt(student_fn: Callable[[torch.Tensor, float, float], tor
     expected = direction_to_xt(eps, a_prev, sigma)
     hints = {"σ_t enters squared: sqrt(1 − alpha_bar_{t−1} − σ_t²)": (1 - a_prev - sigma) ** 0.5 * eps,
              "you left out σ_t: with η > 0 part of the noise is fresh, so D_t shrinks": (1 - a_prev) ** 0.5 * eps}
-    return _compare(student_fn(eps, a_prev, sigma), expected, hints, "D_t")
+    got = _answer(student_fn, (eps, a_prev, sigma), {TypeError: FLOAT_ALPHA_BAR})
+    return _compare(got, expected, hints, "D_t")
 
 
 def check_asymmetric_step(student_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float],
@@ -110,7 +136,8 @@ def check_asymmetric_step(student_fn: Callable[[torch.Tensor, torch.Tensor, torc
              step(eps_edit, eps_edit),
              "P_t and D_t are swapped: the edited ε goes into P_t, the unedited one into D_t": step(eps, eps_edit),
              "that is the unedited step: P_t should use the edited ε": step(eps, eps)}
-    return _compare(student_fn(x_t, eps, eps_edit, a, a_prev), step(eps_edit, eps), hints, "x_{t-1}")
+    got = _answer(student_fn, (x_t, eps, eps_edit, a, a_prev), {TypeError: FLOAT_ALPHA_BAR})
+    return _compare(got, step(eps_edit, eps), hints, "x_{t-1}")
 
 
 def check_directional_loss(student_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -128,7 +155,7 @@ def check_directional_loss(student_fn: Callable[[torch.Tensor, torch.Tensor, tor
              1 - torch.nn.functional.cosine_similarity(e_edit, delta_T[None], dim=-1),
              "normalise each embedding before subtracting (CLIP compares directions on the unit sphere)":
              1 - torch.nn.functional.cosine_similarity(e_edit - e_source, delta_T[None], dim=-1)}
-    return _compare(student_fn(e_edit, e_source, delta_T), expected, hints, "directional loss")
+    return _compare(_answer(student_fn, (e_edit, e_source, delta_T), {}), expected, hints, "directional loss")
 
 
 def check_t_edit(student_fn: Callable[[list[int], list[float], float], int]) -> Verdict:
@@ -178,7 +205,7 @@ def check_mixed_delta(student_fn: Callable[[list[torch.Tensor], list[float]], to
     expected = sum(c * d for c, d in zip(coeffs, deltas))
     hints = {"weight each Δh_i by its coefficient c_i before adding": sum(deltas),
              "the paper adds the directions (Σ c_i·Δh_i); it does not average them": expected / 3}
-    return _compare(student_fn(deltas, coeffs), expected, hints, "combined Δh")
+    return _compare(_answer(student_fn, (deltas, coeffs), {}), expected, hints, "combined Δh")
 
 
 def check_latent_scaling(student_fn: Callable[[torch.Tensor, float, float], torch.Tensor]) -> Verdict:
@@ -189,7 +216,7 @@ def check_latent_scaling(student_fn: Callable[[torch.Tensor, float, float], torc
     hints = {"subtract the shift before scaling: (E(x) − shift) · scale": raw * scale - shift,
              "multiply by the scale (it shrinks a wide latent to unit spread), do not divide": (raw - shift) / scale,
              "that is the way back (z / scale + shift), which the decoder applies": raw / scale + shift}
-    return _compare(student_fn(raw, scale, shift), expected, hints, "latent z")
+    return _compare(_answer(student_fn, (raw, scale, shift), {}), expected, hints, "latent z")
 
 
 def check_decoded_P_t(student_fn: Callable[[torch.Tensor, torch.Tensor, float, Callable], torch.Tensor]) -> Verdict:
@@ -208,4 +235,5 @@ def check_decoded_P_t(student_fn: Callable[[torch.Tensor, torch.Tensor, float, C
              decode((z_t - (1 - a) * eps) / a),
              "combine the latents first, then decode once: the decoder is not linear, so decoding z_t and ε apart "
              "gives another image": (decode(z_t) - (1 - a) ** 0.5 * decode(eps)) / a ** 0.5}
-    return _compare(student_fn(z_t, eps, a, decode), expected, hints, "decoded P_t")
+    return _compare(_answer(student_fn, (z_t, eps, a, decode), {TypeError: FLOAT_ALPHA_BAR}), expected, hints,
+                    "decoded P_t")

@@ -76,7 +76,8 @@ ts = [t for t, _ in trajectory]
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(ts, [float(o.P_t.std()) for _, o in trajectory], label="std of P_t")
 ax.plot(ts, [float(o.D_t.std()) for _, o in trajectory], label="std of D_t")
-ax.invert_xaxis(); ax.set_xlabel("t (sampling runs from left to right)"); ax.legend();
+ax.invert_xaxis(); ax.set_xlabel("t (sampling runs from left to right)"); ax.set_ylabel("standard deviation")
+ax.set_title("P_t gains detail while D_t shrinks", fontsize=10); ax.legend();
 
 # %% [markdown]
 # ## 2 · From DDIM (η = 0) to DDPM-like sampling (η = 1)

@@ -52,7 +52,7 @@ from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
 from asyrp_edu.settings import steps
 from asyrp_edu.train_asyrp import EditorConfig, cached_inversion, load_editor, train_editor
 from asyrp_edu.viz import LiveLossPlot, image_grid
-from asyrp_edu.world import OFFICIAL_PROMPTS, load_world
+from asyrp_edu.world import FIRST_EDIT, OFFICIAL_PROMPTS, load_world
 
 WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
 world = load_world(WORLD)
@@ -96,9 +96,10 @@ print(f"h: {tuple(enc.h.shape)}, max |decode(encode(x)) − unet(x)| = {float((s
 
 # %% [markdown]
 # ## 3 · A random Δh: asymmetric vs symmetric
-# We invert four held-out faces, then regenerate them while adding the same random Δh during [T, t_edit].
-# With the **asymmetric** process (edited ε in P_t only) the faces change; with the **symmetric** one (edited ε in
-# both P_t and D_t) the changes largely cancel out — the paper's motivation for asymmetry.
+# We invert four held-out images (faces in the toy world), then regenerate them while adding the same random Δh
+# during [T, t_edit]. With the **asymmetric** process (edited ε in P_t only) the images change; with the
+# **symmetric** one (edited ε in both P_t and D_t) the changes largely cancel out — the paper's motivation for
+# asymmetry.
 
 # %%
 n_steps = steps(40, 10)
@@ -120,9 +121,11 @@ print(f"mean |change| asymmetric: {float((asym - plain).abs().mean()):.3f}, "
 # %% [markdown]
 # ## 4 · One Δh for every image, optimised directly
 # A random Δh changes faces in no particular direction. The simplest *useful* editor is one Δh (the shape of h),
-# shared by all images and timesteps, optimised so that P_t moves the way the text "sad → smiling" points (the
-# directional CLIP loss of notebook 04). The paper's homogeneity claim says such a global direction already works. We
-# optimise it on a few inverted faces, then apply it to the four faces above, which it never saw.
+# shared by all images and timesteps, optimised so that P_t moves the way a text points: "a sad cartoon face" →
+# "a smiling cartoon face" in the toy world, "face" → "smiling face" for CelebA-HQ, "church" → "gothic church" and
+# "bedroom" → "princess bedroom" for the other two (the directional CLIP loss of notebook 04). The paper's
+# homogeneity claim says such a global direction already works. We optimise it on a few inverted images, then apply
+# it to the four above, which it never saw.
 
 # %%
 if world.name == "toy":  # the generator's training stream; the shipped smiling editor's t_edit
@@ -130,7 +133,7 @@ if world.name == "toy":  # the generator's training stream; the shipped smiling 
     train_faces = toy.sample(steps(32, 4), seed=0)[0].to(device)
     t_edit, batch = load_editor(unet, edit="smiling")[1].t_edit, 16
 else:  # the model's own samples as training images; t_edit by the paper's LPIPS rule; the authors' batch of 1
-    source, target = OFFICIAL_PROMPTS["smiling"]
+    source, target = OFFICIAL_PROMPTS[FIRST_EDIT.get(world.name, "smiling")]  # church → gothic church, …
     train_faces = world.images(steps(8, 2), seed=0)
     t_edit, batch = world.intervals_for(source, target)[0], 1
 config = EditorConfig(source, target, t_edit=t_edit, num_steps=n_steps, epochs=steps(2, 1), batch_size=batch,

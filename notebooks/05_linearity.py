@@ -129,8 +129,9 @@ x_T = cached_inversion(unet, schedule, faces, n_steps, cache, progress=False,
 scales = [-1.0, -0.5, 0.0, 0.5, 1.0]
 for edit in (edit_a, edit_b):
     editor, config = scene.editors[edit]
-    columns = [generate_edited(unet, x_T, schedule, ScaledEditor(editor, s), Intervals(config.t_edit), n_steps)
-               for s in scales]
+    # the sliders' intervals: quality boosting below t_boost in the real world (the toy scenes have t_boost 0)
+    intervals = Intervals(config.t_edit, min(scene.t_boost, config.t_edit), schedule.T)
+    columns = [generate_edited(unet, x_T, schedule, ScaledEditor(editor, s), intervals, n_steps) for s in scales]
     image_grid([torch.stack([c[i] for c in columns]) for i in range(len(faces))],
                col_titles=[f"×{s:g}" for s in scales], title=f"{edit}: Δh × scale");
 

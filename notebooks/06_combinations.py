@@ -93,7 +93,9 @@ columns = []
 for plan in plans.values():
     mix = MixedEditor({n: editors[n][0] for n in plan}, {n: 1.0 for n in plan},
                       {n: editors[n][1].t_edit for n in plan})  # each editor in its own interval [T, t_edit]
-    columns.append(generate_edited(unet, x_T, schedule, mix, Intervals(mix.interval_end(schedule.T)), n_steps))
+    t_edit = mix.interval_end(schedule.T)  # quality boosting below t_boost in the real world, as in the mixer
+    columns.append(generate_edited(unet, x_T, schedule, mix, Intervals(t_edit, min(scene.t_boost, t_edit), schedule.T),
+                                   n_steps))
 image_grid([torch.stack([c[i] for c in columns]) for i in range(len(faces))], col_titles=list(plans),
            title="Δh added across editors");
 
@@ -153,10 +155,17 @@ check_mixed_delta(my_mix)
 
 # %% [markdown]
 # **2. (think)** In the mix each editor edits only in its own interval [T, t_edit_i], as it was trained. What would
-# happen if every editor kept editing down to the smallest t_edit of the mix instead? Try it: for a `plan` of section
-# 2, build `MixedEditor({n: editors[n][0] for n in plan}, {n: 1.0 for n in plan})` (no `t_edits`), generate with
-# `Intervals(min(editors[n][1].t_edit for n in plan))` and compare with the grid above. (Hint: notebook 05's t_edit
-# slider shows what editing longer does to one editor.)
+# happen if every editor kept editing down to the smallest t_edit of the mix instead? The shipped toy editors were
+# all trained with t_edit = 400, so in the toy world both ways give the same images until you give the editors
+# intervals of their own. Try it for two editors `a, b` of section 2:
+# ```python
+# t_edits = {a: 700, b: 400}  # a stops early, b edits on (the authors' editors differ like this by themselves)
+# own = MixedEditor({n: editors[n][0] for n in t_edits}, {n: 1.0 for n in t_edits}, t_edits)
+# shared = MixedEditor({n: editors[n][0] for n in t_edits}, {n: 1.0 for n in t_edits})  # all down to 400
+# image_grid([generate_edited(unet, x_T, schedule, m, Intervals(400, 0, schedule.T), n_steps) for m in (own, shared)],
+#            row_titles=["own intervals", "down to the\nsmallest t_edit"]);
+# ```
+# (Hint: notebook 05's t_edit slider shows what editing longer does to one editor.)
 
 
 # %%

@@ -126,3 +126,21 @@ def test_every_notebook_exercise_ships_a_stub_and_a_solution_that_passes_its_che
             assert "return None" in stub and "YOUR CODE HERE" in stub, (path.name, fn)
             solved += 1
     assert solved == 11
+
+
+def test_numpy_answers_pass_and_crashes_get_an_answer_with_the_usual_cause():
+    import numpy as np
+
+    assert exercises.check_alpha_bar(lambda b: np.cumprod(1 - b.numpy()))
+    v = exercises.check_q_sample(lambda x0, t, e, ab: ab[t].sqrt() * x0 + (1 - ab[t]).sqrt() * e)  # no reshape
+    assert not v and "RuntimeError" in v.message and ".view(-1, 1, 1, 1)" in v.message
+    for check, answer in ((exercises.check_predict_x0, lambda x, e, a: (x - torch.sqrt(1 - a) * e) / torch.sqrt(a)),
+                          (exercises.check_direction_to_xt, lambda e, ap, s: torch.sqrt(1 - ap - s ** 2) * e),
+                          (exercises.check_asymmetric_step, lambda x, e, ee, a, ap: torch.sqrt(ap) * x)):
+        v = check(answer)
+        assert not v and "Python float" in v.message and "** 0.5" in v.message
+    v = exercises.check_mixed_delta(lambda d, c: d[3])  # any other crash: named, without a made-up cause
+    assert not v and v.message.startswith("your function raised IndexError")
+    half = exercises.check_q_sample(lambda x0, t, e, ab: ab[t].view(-1, 1, 1, 1).sqrt() * x0
+                                    + (1 - ab[t].view(-1, 1, 1, 1)) * e)
+    assert not half and "noise weight" in half.message
