@@ -115,7 +115,8 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
 
         with warnings.catch_warnings():  # the warning says to measure, which is what this command does
             warnings.simplefilter("ignore", UserWarning)
-            world = load_world(args.world)
+            # (a given text cosine needs no CLIP, so none is loaded: offline, its weights may be missing)
+            world = load_world(args.world, **({"clip": None} if args.text_cosine is not None else {}))
         cache_dir = settings.cache_dir(args.cache_dir)
         edit, boost = world.measure_tables(n=args.n, stride=args.stride, cache_dir=cache_dir, along=args.along)
         print(f"{world.name}: distance tables on {args.n} images, every {args.stride}th t, x_t "

@@ -216,7 +216,9 @@ def ddim_generate(
         eps = model(x, _timestep_batch(t, x))
         noise = None
         if eta > 0:
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+            # drawn where the generator lives (CPU by default, so seeds give the same noise on every device)
+            where = generator.device if generator is not None else "cpu"
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=where).to(x.device)
         out = ddim_step(x, eps, eps, t, schedule.previous(timesteps, i), schedule, eta, noise, clip_x0)
         x = out.prev_sample
         steps.append((t, out))

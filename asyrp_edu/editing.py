@@ -131,7 +131,8 @@ def generate_edited(
             out = asymmetric_step(unet, x, t, t_prev, schedule, dh, symmetric=symmetric)
         else:
             eta = 1.0 if kind == "boost" else 0.0
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) if eta else None
+            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype,  # where the generator lives
+                                device=generator.device).to(x.device) if eta else None
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
             eps = unet(x, tt).sample
             out = ddim_step(x, eps, eps, t, t_prev, schedule, eta=eta, noise=noise)

@@ -14,11 +14,11 @@ def sample_from_noise(unet, schedule: Schedule, n: int, num_steps: int = 50, see
     """n DDIM samples (n, 3, H, W) from pure noise, deterministic from seed: x0 clipped for a pixel model; for a latent
     model (codec given) the latents stay unclipped and are decoded."""
     g = torch.Generator().manual_seed(seed)
-    size, device = unet.config.sample_size, next(unet.parameters()).device
+    size, weights = unet.config.sample_size, next(unet.parameters())  # x_T in the U-Net's device and dtype
     out = []
     for start in tqdm(range(0, n, batch_size), desc="sampling", disable=not progress):
         x_T = torch.randn(min(batch_size, n - start), unet.config.in_channels, size, size, generator=g)
-        x0 = ddim_generate(unet_noise_model(unet), x_T.to(device), schedule, num_steps, clip_x0=codec is None,
+        x0 = ddim_generate(unet_noise_model(unet), x_T.to(weights), schedule, num_steps, clip_x0=codec is None,
                            progress=False)
         out.append((x0 if codec is None else codec.decode(x0).clamp(-1, 1)).cpu())
     return torch.cat(out)

@@ -5,6 +5,7 @@ reachable, and otherwise raises `WeightsUnavailable` within seconds with the thr
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import urllib.request
@@ -63,13 +64,18 @@ class WeightsUnavailable(RuntimeError):
     """Pretrained weights are neither cached nor reachable."""
 
 
-def how_to_get(what: str) -> str:
-    """The three ways to get real weights, for error messages."""
+# Option 2 of `how_to_get` for a model from the Hugging Face hub
+HUB_FOLDER = ("download the files elsewhere and pass the local folder instead of the short name (for a world,\n"
+              "     load_world(folder, model=SHORT_NAME) keeps the authors' editors and tables; for the CompVis LDM,\n"
+              "     load_ldm(folder, latent_scale=1.0))")
+
+
+def how_to_get(what: str, by_hand: str = HUB_FOLDER, mirror: str = " (where the hub is blocked, set\n"
+               "     HF_ENDPOINT to a mirror)") -> str:
+    """The three ways to get real weights, for error messages; by_hand: how to use files downloaded elsewhere."""
     return (f"{what} is not in the local cache and the download site cannot be reached from here. Either\n"
-            f"  1. run on Colab (or any machine online) once, so the cache fills (where the hub is blocked, set\n"
-            f"     HF_ENDPOINT to a mirror), or\n"
-            f"  2. download the files elsewhere and pass the local folder instead of the short name (for a world,\n"
-            f"     load_world(folder, model=SHORT_NAME) keeps the authors' editors and tables), or\n"
+            f"  1. run on Colab (or any machine online) once, so the cache fills{mirror}, or\n"
+            f"  2. {by_hand}, or\n"
             f"  3. use the toy world (WORLD = 'toy'), which ships with the package and needs no download.")
 
 
@@ -129,6 +135,9 @@ def load_ddpm(name_or_folder: str | Path, device: str | torch.device = "cpu",
 
     path = Path(name_or_folder)
     if path.is_dir():
+        if (path / "vqvae").is_dir() or (path / "vae").is_dir():  # its U-Net denoises latents, not pixels
+            raise ValueError(f"{path} holds a latent diffusion model (an autoencoder next to its U-Net); load it with "
+                             "registry.load_ldm(folder), as notebook 07 does, not as a pixel DDPM")
         folder, sub = _unet_folder(path)
         unet = UNet2DModel.from_pretrained(folder, subfolder=sub)
         scheduler_dir = next((d for d in (path / "scheduler", path) if (d / "scheduler_config.json").is_file()), None)
@@ -153,8 +162,8 @@ def load_ldm(name_or_folder: str | Path, device: str | torch.device = "cpu",
     (see LDMS) or a local folder laid out as diffusers' LDMPipeline (unet/, vqvae/, scheduler/).
 
     latent_scale: z = latent_scale · E(x). By default the named model's own (1.0 for CompVis/ldm-celebahq-256), or
-    for a folder its vqvae's `scaling_factor`, as LDMPipeline reads it; pass 1.0 for a saved copy of the CompVis
-    model."""
+    for a folder its vqvae's `scaling_factor`, as LDMPipeline reads it, and 1.0 when its config.json has none (the
+    hub files of the CompVis model); pass 1.0 for a copy of the CompVis model saved by diffusers."""
     from diffusers import DDIMScheduler, UNet2DModel, VQModel
 
     from .autoencoder import LatentCodec
@@ -181,6 +190,10 @@ def load_ldm(name_or_folder: str | Path, device: str | torch.device = "cpu",
     unet = UNet2DModel.from_pretrained(source, subfolder="unet", **options)
     vqvae = VQModel.from_pretrained(source, subfolder="vqvae", **options)
     schedule = Schedule.from_diffusers(DDIMScheduler.from_pretrained(source, subfolder="scheduler", **options))
+    if latent_scale is None and entry is None and "scaling_factor" not in _raw_config(path / "vqvae"):
+        # a copy of hub files written before `scaling_factor` existed (CompVis/ldm-celebahq-256's are): those models
+        # used unscaled latents, where VQModel would fill in 0.18215
+        latent_scale = 1.0
     if latent_scale is None:
         latent_scale = entry.latent_scale if entry is not None and entry.latent_scale is not None else \
             vqvae.config.scaling_factor
@@ -190,6 +203,14 @@ def load_ldm(name_or_folder: str | Path, device: str | torch.device = "cpu",
     codec = LatentCodec(vqvae, scale=float(latent_scale), shift=0.0)
     return LatentDDPM(unet.eval().requires_grad_(False).to(device), schedule,
                       codec.eval().requires_grad_(False).to(device))
+
+
+def _raw_config(folder: Path) -> dict:
+    """A diffusers model folder's config.json as written, without the defaults that from_pretrained fills in."""
+    try:
+        return json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def official_editor_sums() -> dict[str, str]:
@@ -229,7 +250,9 @@ def official_editor(edit: str, model: str = "celeba_hq", base_url: str = OFFICIA
                 with urllib.request.urlopen(base_url + name, timeout=timeout) as response, open(tmp, "wb") as out:
                     out.write(response.read())
             except OSError as error:
-                raise WeightsUnavailable(how_to_get(f"the authors' editor {name}")) from error
+                raise WeightsUnavailable(how_to_get(
+                    f"the authors' editor {name}", f"download {base_url + name} elsewhere and put it at {path}",
+                    "")) from error
             if sha256_of(Path(tmp)) != expected:
                 raise ValueError(f"{name} downloaded from {base_url} has the wrong sha256; delete {path} and retry, "
                                  f"or download it by hand and put it there")
@@ -248,8 +271,12 @@ def load_clip(name: str = "ViT-B-32", device: str | torch.device = "cpu",
         raise KeyError(f"unknown CLIP {name!r}; use one of {sorted(CLIPS)} (or load_tiny_clip() in the toy world)")
     arch, tag = CLIPS[name]
     reachable = hub_reachable()
-    if not reachable and not _clip_cached(arch, pretrained or tag):  # fail before building a 150M-parameter model
-        raise WeightsUnavailable(how_to_get(f"CLIP {name} ({pretrained or tag} weights)"))
+    # a weights file downloaded by hand (open_clip_pytorch_model.bin of the hub's timm/vit_base_patch32_clip_224.openai)
+    by_hand = pretrained is not None and Path(pretrained).is_file()
+    local = (f"download open_clip's {arch} {tag} weights elsewhere and pass the file: load_clip({name!r}, "
+             f"pretrained=FILE), or load_world(..., clip=load_clip(...))")
+    if not reachable and not by_hand and not _clip_cached(arch, pretrained or tag):  # fail before building 150M
+        raise WeightsUnavailable(how_to_get(f"CLIP {name} ({pretrained or tag} weights)", local))
     import huggingface_hub.constants as hub_settings
 
     previous = hub_settings.HF_HUB_OFFLINE
@@ -259,14 +286,16 @@ def load_clip(name: str = "ViT-B-32", device: str | torch.device = "cpu",
         hub_settings.HF_HUB_OFFLINE = True
     # OpenAI's weights were trained with QuickGELU; open_clip builds "ViT-B-32" with nn.GELU unless told (it only
     # warns), which would shift every image and text feature. The weights' own entry says which they need.
-    quick_gelu = bool((open_clip.pretrained.get_pretrained_cfg(arch, pretrained or tag) or {}).get("quick_gelu"))
+    # (a file by hand holds the registry's weights, so its tag says)
+    weights_tag = tag if by_hand else pretrained or tag
+    quick_gelu = bool((open_clip.pretrained.get_pretrained_cfg(arch, weights_tag) or {}).get("quick_gelu"))
     try:
         model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained or tag, device=device,
                                                             force_quick_gelu=quick_gelu)
     except Exception as error:  # open_clip raises several types when files are missing
         if reachable:
             raise
-        raise WeightsUnavailable(how_to_get(f"CLIP {name} ({pretrained or tag} weights)")) from error
+        raise WeightsUnavailable(how_to_get(f"CLIP {name} ({pretrained or tag} weights)", local)) from error
     finally:
         hub_settings.HF_HUB_OFFLINE = previous
     return TinyClip(model, open_clip.get_tokenizer(arch)).to(device)
@@ -295,4 +324,6 @@ def _check_torchvision_cache(net: str) -> None:
     files = {"alex": "alexnet-owt-", "vgg": "vgg16-", "squeeze": "squeezenet1_1-"}
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     if not any(p.name.startswith(files.get(net, net)) for p in folder.glob("*.pth")):
-        raise WeightsUnavailable(how_to_get(f"the {net} backbone of LPIPS"))
+        raise WeightsUnavailable(how_to_get(
+            f"the {net} backbone of LPIPS", f"download torchvision's {files.get(net, net)}*.pth elsewhere and put "
+            f"it in {folder}", ""))

@@ -138,7 +138,7 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
     path = Path(cache_dir) / f"inversion_{key.hexdigest()[:20]}.safetensors"
     cached = _read_cached_x_T(path, images.shape)
     if cached is not None:
-        return cached.to(images.device)
+        return cached.to(images)  # the device and dtype of the images (or latents) inverted
     x_T = ddim_invert(unet_noise_model(unet), images, schedule, num_steps, progress=progress,
                       latent=codec is not None, fixed_point_iters=fixed_point_iters)
     save_safetensors_atomic({"x_T": x_T}, path)
@@ -335,5 +335,6 @@ def load_editor(unet, path: Path | None = None, edit: str | None = None,
     config = EditorConfig(**{k: tuple(v) if k == "templates" else v for k, v in saved.items()})
     editor = new_editor(unet, config.ignore_timesteps)
     editor.load_state_dict(tensors)
-    # on the U-Net's device: a toy world on a GPU calls it with CUDA tensors
-    return editor.eval().requires_grad_(False).to(next(unet.parameters()).device), config
+    # on the U-Net's device and in its dtype: a toy world on a GPU calls it with CUDA tensors, a .half() one with half
+    weights = next(unet.parameters())
+    return editor.eval().requires_grad_(False).to(weights.device, weights.dtype), config

@@ -139,14 +139,15 @@ class World:
         if self.name == TOY:
             from .train_asyrp import load_editor
 
-            block, config = load_editor(self.unet, edit=edit)
-            return block.to(self.device), config.t_edit, 0
+            block, config = load_editor(self.unet, edit=edit)  # on the U-Net's device, in its dtype
+            return block, config.t_edit, 0
         from .registry import official_editor
 
         if edit not in OFFICIAL_PROMPTS:
             raise KeyError(f"no prompts recorded for the authors' {edit!r} editor; known: {sorted(OFFICIAL_PROMPTS)}")
         t_edit, t_boost = self.intervals_for(*OFFICIAL_PROMPTS[edit])
-        return official_editor(edit, self.name).to(self.device), t_edit, t_boost
+        weights = next(self.unet.parameters())  # f_t computes in the U-Net's device and dtype (float16 too)
+        return official_editor(edit, self.name).to(weights.device, weights.dtype), t_edit, t_boost
 
     def live_edits(self) -> tuple[str, ...]:
         """The editors notebooks 05 and 06 steer with: shipped toy editors, or released ones of the authors."""
@@ -164,9 +165,8 @@ class World:
         """{edit: (f_t, EditorConfig)} for a live-steering Scene; real editors get the paper's t_edit and 40 steps."""
         from .train_asyrp import EditorConfig, load_editor
 
-        if self.name == TOY:  # on the world's device
-            return {edit: (block.to(self.device), config)
-                    for edit, (block, config) in ((e, load_editor(self.unet, edit=e)) for e in edits)}
+        if self.name == TOY:  # on the U-Net's device, in its dtype
+            return {edit: load_editor(self.unet, edit=edit) for edit in edits}
         editors = {}
         for edit in edits:
             block, t_edit, _ = self.editor(edit)
@@ -215,10 +215,12 @@ class World:
                                  progress=True).to(self.device)
 
 
-def load_world(name: str | None = None, device: str | torch.device | None = None, clip: str = "ViT-B-32",
+def load_world(name: str | None = None, device: str | torch.device | None = None, clip: object = "ViT-B-32",
                model: str | None = None) -> World:
     """The world named `name` (default: `default_world()`); a local model folder also works as a name.
 
+    clip (real worlds): a name of `registry.CLIPS`, an encoder already loaded (e.g. `load_clip(name,
+    pretrained=FILE)`), or None for none (measuring tables needs no CLIP).
     model: for a folder holding a copy of one of `registry.DDPMS` (e.g. "celeba_hq" for a download of
     google/ddpm-celebahq-256), that short name, so the authors' editors and LPIPS tables apply to it."""
     name = name or default_world()
@@ -246,7 +248,7 @@ def load_world(name: str | None = None, device: str | torch.device | None = None
     display = kind or Path(name).name
     if kind is None and display in (TOY, *DDPMS):  # a folder called "toy" or "celeba_hq" is not that world
         display = str(Path(name).resolve())
-    world = World(display, unet, schedule, load_clip(clip, device), device)
+    world = World(display, unet, schedule, load_clip(clip, device) if isinstance(clip, str) else clip, device)
     if dataset is None:  # not one of the authors' models: its own tables, if they were measured before
         own = world.cached_own_tables()  # by `world.measure_tables()` or `asyrp-edu intervals --world FOLDER`
         if own is not None:

@@ -255,6 +255,23 @@ def test_a_real_world_measures_its_own_tables_with_lpips(tmp_path, monkeypatch):
     assert w.cached_own_tables(n=2, stride=100, along="noised") == (edit, boost)
 
 
+def test_measuring_with_a_given_text_cosine_loads_no_clip(tmp_path, monkeypatch):
+    """`intervals --world FOLDER --text-cosine C` needs the DDPM and LPIPS only: offline, CLIP may be missing."""
+    from asyrp_edu import registry, world
+    from asyrp_edu.cli import main
+    from asyrp_edu.models import CELEBA_HQ_LAYOUT_SMALL, build_unet
+
+    build_unet(CELEBA_HQ_LAYOUT_SMALL).save_pretrained(tmp_path / "model")
+    monkeypatch.setattr(registry, "load_clip", lambda *a, **k: pytest.fail("loaded a CLIP"))
+    with pytest.warns(UserWarning, match="measure_tables"):
+        assert world.load_world(str(tmp_path / "model"), device="cpu", clip=None).clip is None
+    asked = []
+    monkeypatch.setattr(world.World, "measure_tables", lambda self, **k: asked.append(k) or
+                        (reference_table("celeba", "x0_t"), reference_table("celeba", "x")))
+    main(["intervals", "--world", str(tmp_path / "model"), "--text-cosine", "0.5", "--cache-dir", str(tmp_path)])
+    assert len(asked) == 1
+
+
 def test_a_real_world_loads_its_own_tables_once_measured(tmp_path, monkeypatch):
     """load_world(folder) picks up the tables measure_tables() cached at its defaults, with no warning and no LPIPS."""
     import warnings

@@ -1,5 +1,6 @@
 """Latent diffusion: the codec, toy LDM training, decoded trajectories, Asyrp through the decoder, CompVis loading."""
 import io
+import json
 import math
 import time
 
@@ -194,6 +195,10 @@ def test_the_compvis_celeba_ldm_decodes_its_latents_unscaled(tmp_path, monkeypat
     assert registry.load_ldm(tmp_path / "ldm", latent_scale=1.0).codec.scale == 1.0
     with pytest.raises(ValueError, match="latent_scale"):
         registry.load_ldm(tmp_path / "ldm", latent_scale=0.0)
+    # the hub's own files predate scaling_factor: a folder of them must not get VQModel's 0.18215
+    config = tmp_path / "ldm" / "vqvae" / "config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "scaling_factor"}))
+    assert registry.load_ldm(tmp_path / "ldm").codec.scale == 1.0
 
 
 def test_load_ldm_from_a_pipeline_folder_matches_diffusers_ldm_pipeline(tmp_path):
@@ -203,6 +208,10 @@ def test_load_ldm_from_a_pipeline_folder_matches_diffusers_ldm_pipeline(tmp_path
     pipe = _saved_tiny_ldm_pipeline(tmp_path / "ldm")
     ldm = load_ldm(tmp_path / "ldm")
     assert ldm.image_size == 16 and ldm.codec.is_vq
+    from asyrp_edu.registry import load_ddpm
+
+    with pytest.raises(ValueError, match=r"latent diffusion model .*load_ldm"):  # not a pixel DDPM of latents
+        load_ddpm(tmp_path / "ldm")
     theirs = pipe(batch_size=2, num_inference_steps=10, eta=0.0, generator=torch.Generator().manual_seed(3),
                   output_type="np").images  # (2, 16, 16, 3) in [0, 1]
     z_T = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(3))

@@ -159,6 +159,42 @@ def test_openai_clip_is_built_with_the_quick_gelu_its_weights_were_trained_with(
         assert isinstance(tower.resblocks[0].mlp.gelu, open_clip.transformer.QuickGELU)
 
 
+def test_a_clip_weights_file_downloaded_by_hand_is_used_offline_with_quick_gelu(monkeypatch, tmp_path):
+    import open_clip
+
+    seen = {}
+
+    def fake_create(arch, pretrained, device, force_quick_gelu=False):
+        seen.update(pretrained=pretrained, quick_gelu=force_quick_gelu)
+        raise RuntimeError("stop here: building the model is not what this test is about")
+
+    weights = tmp_path / "open_clip_pytorch_model.bin"
+    weights.write_bytes(b"weights")
+    monkeypatch.setattr(registry, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(registry, "_clip_cached", lambda arch, tag: False)  # nothing in the hub cache
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
+    with pytest.raises(registry.WeightsUnavailable, match=r"pretrained=FILE"):
+        registry.load_clip("ViT-B-32", pretrained=str(weights))
+    assert seen == {"pretrained": str(weights), "quick_gelu": True}  # tried the file, built as OpenAI's CLIP needs
+    with pytest.raises(registry.WeightsUnavailable, match=r"pretrained=FILE"):  # no file: the advice, at once
+        registry.load_clip("ViT-B-32")
+
+
+def test_offline_advice_says_where_each_kind_of_file_goes(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(registry.WeightsUnavailable) as editor:
+        registry.official_editor("pixar", base_url="http://127.0.0.1:9/", cache_dir=tmp_path / "editors")
+    assert f"put it at {tmp_path / 'editors'}" in str(editor.value) and "HF_ENDPOINT" not in str(editor.value)
+    with pytest.raises(registry.WeightsUnavailable) as lpips:
+        registry.load_lpips()
+    assert f"put it in {tmp_path / 'torch' / 'hub' / 'checkpoints'}" in str(lpips.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf"))
+    with pytest.raises(registry.WeightsUnavailable, match=r"latent_scale=1\.0"):
+        registry.load_ldm("ldm_celebahq")
+
+
 def test_a_clip_of_another_input_size_gets_resized_images():
     from asyrp_edu.tiny_clip import TINY_CLIP_CONFIG, TinyClip, build_tiny_clip
 

@@ -387,6 +387,9 @@ def test_the_inversion_cache_tells_shapes_and_schedules_apart(setup, tmp_path):
     assert cached_inversion(unet, schedule, reshaped, 4, tmp_path, progress=False).shape == reshaped.shape
     cached_inversion(unet, Schedule.linear(beta_end=0.012), images, 4, tmp_path, progress=False)
     assert len(list(tmp_path.glob("inversion_*.safetensors"))) == 3
+    # the same values in float64: read back from the cache in the dtype asked for
+    assert cached_inversion(unet, schedule, images.double(), 4, tmp_path, progress=False).dtype == torch.float64
+    assert len(list(tmp_path.glob("inversion_*.safetensors"))) == 3
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "safetensors", "other keys"])

@@ -67,12 +67,14 @@ def test_a_folder_named_like_a_built_in_world_is_not_that_world(tmp_path, monkey
         world.World.live_edits(SimpleNamespace(name="church"))
 
 
-def test_toy_scene_editors_live_on_the_worlds_device():
-    """A toy world on a GPU needs its editors there too (here: the meta device, the U-Net staying on the CPU)."""
+def test_toy_editors_follow_the_unets_device_and_dtype():
+    """f_t computes where and in what precision the U-Net does (a GPU, a .half() model; here float64, which keeps the
+    weights' fingerprint), for scenes and single editors alike."""
     w = world.load_world("toy", device="cpu")
-    w.device = torch.device("meta")
+    w.unet.double()
     editors = w.scene_editors(("smiling",))
-    assert next(editors["smiling"][0].parameters()).device.type == "meta"
+    assert next(editors["smiling"][0].parameters()).dtype == torch.float64
+    assert next(w.editor("glasses")[0].parameters()).dtype == torch.float64
 
 
 def test_when_the_paper_rules_cross_boosting_starts_where_editing_ends(monkeypatch):
