@@ -33,8 +33,24 @@ def test_measure_reports_the_toy_ddpm(capsys):
         assert m["max_gap"] == pytest.approx(gaps[name], abs=1e-6), name
     assert set(gaps) == {"mouth", "eye_size", "skin_tone", "hair_color", "glasses"}
     assert report["max_marginal_gap"] == pytest.approx(max(gaps.values()), abs=1e-6)
+    assert report["max_marginal_gap"] < 0.3  # 16 samples at 5 steps (measured 0.17); README: 0.09 at 512 and 50
     recon = report["reconstruction"]
     assert recon["n"] == 4 and recon["steps"] == 5 and recon["mse"] < 0.5 * recon["mse_plain_ddim_inversion"]
+
+
+def test_sample_marginals_judge_the_models_samples(monkeypatch):
+    """The model columns read the DDPM's samples (here faked: every face smiles at 0.9), the generator's the truth."""
+    from asyrp_edu import quality, toy
+    from asyrp_edu.evaluator import load_evaluator
+
+    def smiling_samples(unet, schedule, n, *a, **k):
+        attrs = toy.sample_attributes(n, seed=5)
+        return toy.render({**attrs, "mouth": torch.full((n,), 0.9)})
+
+    monkeypatch.setattr(quality, "sample_from_noise", smiling_samples)
+    report = quality.sample_marginals(None, None, load_evaluator(), n=32, progress=False)
+    assert report["mouth"]["model_mean"] == pytest.approx(0.9, abs=0.05) and report["mouth"]["model_std"] < 0.05
+    assert abs(report["mouth"]["generator_mean"]) < 0.05 and report["mouth"]["max_gap"] > 0.8
 
 
 def test_training_commands_write_weights_that_load(tmp_path, capsys, monkeypatch):
@@ -87,7 +103,25 @@ def test_hspace_report_is_consistent_with_itself_and_numpy(capsys, monkeypatch):
     monkeypatch.setattr(properties, "measure_linearity",
                         lambda unet, schedule, editor, *a, **k: measured.append(editor) or real(unet, schedule,
                                                                                                editor, *a, **k))
+    applied, real_changes = [], properties.mean_changes  # the global Δh each homogeneity figure applies
+
+    def spy(unet, schedule, delta_h, *a, **k):
+        if isinstance(delta_h, dict):
+            applied.append(delta_h)
+        return real_changes(unet, schedule, delta_h, *a, **k)
+
+    monkeypatch.setattr(properties, "mean_changes", spy)
     main(["hspace", "--n", "2", "--steps", "4"])
+    assert len(applied) == 3 * 4  # per edit: mean over images, over images and t, the same with the length kept
+    for per_t, over_t, kept in zip(applied[::3], applied[1::3], applied[2::3]):
+        ts = sorted(per_t)
+        assert sorted(over_t) == sorted(kept) == ts and all(per_t[t].shape[0] == 1 for t in ts)  # one Δh per t
+        assert not all(torch.equal(per_t[ts[0]], per_t[t]) for t in ts)  # f_t's Δh_t changes with t
+        assert all(torch.equal(over_t[ts[0]], over_t[t]) and torch.equal(kept[ts[0]], kept[t]) for t in ts)
+        assert torch.allclose(over_t[ts[0]], torch.stack([per_t[t] for t in ts]).mean(0), atol=1e-6)
+        lengths = torch.stack([per_t[t].norm() for t in ts])
+        assert float(kept[ts[0]].norm()) == pytest.approx(float(lengths.mean()), rel=1e-5)
+        assert float(over_t[ts[0]].norm()) < float(lengths.mean())  # averaging directions shortens
     # editors trained with 40 steps, sampled with 4: Δh × 10, as `evaluate --steps 4` does
     assert len(measured) == 4 and all(isinstance(e, ScaledEditor) and e.scale == 10 for e in measured)
     report = json.loads(capsys.readouterr().out)

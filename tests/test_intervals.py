@@ -121,7 +121,7 @@ def test_toy_distance_is_calibrated_to_the_authors_lpips_curve():
     assert calibrated.distance == pytest.approx([TOY_DISTANCE_SCALE * d for d in raw.distance], rel=1e-5)
     reference = dict(zip(*[reference_table("celeba", "x0_t").t, reference_table("celeba", "x0_t").distance]))
     gaps = [abs(d - reference[t]) for t, d in zip(calibrated.t, calibrated.distance) if 200 <= t <= 700]
-    assert max(gaps) < 0.25, gaps  # the same curve, within LPIPS's own spread across datasets
+    assert max(gaps) < 0.1, gaps  # the same curve (measured: 0.05 at most), a t_edit a few steps away at most
 
 
 class _CountingEps:

@@ -98,6 +98,17 @@ def test_latent_ddpm_trains_on_latents(tmp_path, tiny_ldm):
                            bf16=False, checkpoint_every=3)
     assert result.weights.name == "toy_ldm.safetensors" and result.weights.is_file()
     assert len(result.losses) == 3 and all(math.isfinite(v) for v in result.losses)
+    # the U-Net did learn: its weights left their seeded initialisation (train_ddpm builds it after manual_seed)
+    from asyrp_edu.models import build_unet
+    from asyrp_edu.train_ddpm import STATE_FILE
+
+    torch.manual_seed(0)
+    initial = build_unet(TINY_LATENT_UNET).state_dict()
+    trained = torch.load(tmp_path / STATE_FILE, weights_only=True)["model"]
+    assert trained.keys() == initial.keys()
+    # (3 steps of the 200-step warm-up move Adam's weights by about 3·lr·(3/200) ≈ 1e-5; not training: exactly 0)
+    moved = max(float((trained[k] - initial[k]).abs().max()) for k in initial)
+    assert 2e-6 < moved < 1e-3, moved  # (< 1e-3: compared with the same initialisation, not another draw)
 
 
 def test_trajectory_frames_are_decoded_images_and_make_a_gif(tmp_path, tiny_ldm):

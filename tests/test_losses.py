@@ -100,6 +100,15 @@ def test_total_loss_and_default_lambda():
         assert float(parts["s_dir"]) == pytest.approx(float(cos.mean()), abs=1e-6)
     parts["loss"].backward()
     assert edit.grad is not None and edit.grad.abs().sum() > 0
+    # ΔI against another image (the authors' x0): only the CLIP term changes; L1 still compares with P_source
+    x0 = src + torch.tensor([0.0, 0.0, 0.1]).view(1, 3, 1, 1)  # bluer than P_source: ΔI turns away from ΔT
+    delta_I0 = F.normalize(mean_colour(edit.detach()), dim=-1) - F.normalize(mean_colour(x0), dim=-1)
+    cos0 = (delta_I0 @ delta_T) / delta_I0.norm(dim=-1)
+    parts = asyrp_loss(mean_colour, edit, src, delta_T, lambda_recon=2.0, clip_reference=x0)
+    assert float(parts["s_dir"]) == pytest.approx(float(cos0.mean()), abs=1e-6)
+    assert float(cos.mean() - cos0.mean()) > 0.3  # (0.99 against P_source, 0.62 against x0)
+    assert float(parts["recon"]) == pytest.approx(recon, abs=1e-6)
+    assert float(parts["loss"].detach()) == pytest.approx(float((1 - cos0).mean() + 2.0 * recon), abs=1e-5)
 
 
 @pytest.mark.parametrize("source, target, match", [("", "a face", "empty"), ("a face", "  ", "empty"),

@@ -20,14 +20,17 @@ def test_a_local_folder_loads_through_from_pretrained(tmp_path, layout):
     unet = build_unet(CELEBA_HQ_LAYOUT_SMALL)
     unet.save_pretrained(tmp_path / "unet" if layout == "pipeline" else tmp_path)
     scheduler_dir = tmp_path / "scheduler" if layout == "pipeline" else tmp_path
-    DDPMScheduler(num_train_timesteps=1000).save_pretrained(scheduler_dir)
+    # a schedule other than the default linear one, so that a loader ignoring the folder's scheduler fails
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.0015, beta_end=0.0195)
+    scheduler.save_pretrained(scheduler_dir)
     loaded, schedule = registry.load_ddpm(tmp_path)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     expected, got = unet.state_dict(), loaded.state_dict()
     assert list(got) == list(expected)  # zip below would stop silently at the shorter one
     for k in expected:
         assert torch.equal(expected[k], got[k]), k
-    assert torch.allclose(schedule.alpha_bar, Schedule.linear().alpha_bar, atol=1e-7)
+    assert torch.allclose(schedule.alpha_bar, scheduler.alphas_cumprod.double(), atol=1e-7)
+    assert not torch.allclose(schedule.alpha_bar, Schedule.linear().alpha_bar, atol=1e-3)
     x, t = torch.randn(1, 3, 32, 32), torch.tensor([500])
     assert torch.allclose(unet(x, t).sample, loaded(x, t).sample, atol=1e-6)
 

@@ -52,6 +52,12 @@ def test_mixer_is_the_sum_of_editors(scene):
                           atol=1e-4)
     h, temb = torch.randn(2, *h_shape(scene.unet)), torch.randn(2, temb_dim(scene.unet))
     a, b = scene.editors["a"][0], scene.editors["b"][0]
+    # both editors in the image: Δh = 1·a − 1.5·b, each × 8/4 (trained with 8 steps, rendered with 4)
+    both = generate_edited(scene.unet, scene.x_T, scene.schedule, lambda h, e: 2 * (a(h, e) - 1.5 * b(h, e)),
+                           Intervals(500), 4)[0].clamp(-1, 1)
+    rendered = widgets.render_mix(scene, {"a": 1.0, "b": -1.5})
+    assert torch.allclose(rendered, both, atol=1e-4)
+    assert not torch.allclose(rendered, widgets.render_strength(scene, "a", 1.0), atol=1e-3)
     mix = MixedEditor({"a": a, "b": b}, {"a": 0.5, "b": -2.0})
     assert torch.allclose(mix(h, temb), 0.5 * a(h, temb) - 2.0 * b(h, temb), atol=1e-6)
     # the mix holds its editors as modules: .double() (or .to(device)) on the mix reaches both
