@@ -105,7 +105,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .models import WEIGHTS_DIR
     from .settings import cache_dir
     from .tiny_clip import load_tiny_clip
-    from .train_asyrp import EDITOR_FILE, cached_inversion, load_editor, shipped_editor_file
+    from .inversion_cache import cached_inversion
+    from .train_asyrp import EDITOR_FILE, load_editor, shipped_editor_file
 
     if args.world not in ("toy", "toy-ldm"):
         raise SystemExit("evaluate measures edits against ground truth, which only the toy worlds have: "

@@ -254,7 +254,7 @@ def toy_tables(unet, schedule: Schedule, n: int = 32, stride: int = 10, seed: in
 
     cache_dir: keep them there (`cached_tables`), keyed by the model's weights, and read them back next time."""
     from . import toy
-    from .train_asyrp import unet_fingerprint
+    from .inversion_cache import unet_fingerprint
 
     images, _ = toy.sample(n, seed=seed, heldout=True, size=unet.config.sample_size)
     images = images.to(next(unet.parameters()).device)

@@ -142,7 +142,8 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
     from .evaluator import load_evaluator
     from .models import load_toy_ddpm
     from .settings import cache_dir
-    from .train_asyrp import cached_inversion, load_editor, shared_inversion_iters
+    from .inversion_cache import cached_inversion
+    from .train_asyrp import load_editor, shared_inversion_iters
 
     unet, schedule = load_toy_ddpm()
     judge = load_evaluator()

@@ -18,7 +18,8 @@ from . import settings, toy
 from .ddim import Schedule, StepOutput
 from .editing import Intervals, MixedEditor, ScaledEditor, generate_edited, step_scale
 from .traced_unet import trace_for_rendering
-from .train_asyrp import EditorConfig, cached_inversion, load_editor, shared_inversion_iters
+from .inversion_cache import cached_inversion
+from .train_asyrp import EditorConfig, load_editor, shared_inversion_iters
 
 STRENGTH_RANGE = (-2.0, 2.0)
 # Reverse steps per slider render: 16 keeps the median render under 0.3 s on 2 cores (benchmarks/slider_latency.py:

@@ -111,7 +111,7 @@ class World:
         return None
 
     def _fingerprint(self) -> str:
-        from .train_asyrp import unet_fingerprint
+        from .inversion_cache import unet_fingerprint
 
         return unet_fingerprint(self.unet)
 
@@ -290,7 +290,7 @@ def check_editor(world: World, edit: str, source: str | None = None, target: str
 
     from .editing import Intervals, generate_edited
     from .losses import text_direction
-    from .train_asyrp import cached_inversion
+    from .inversion_cache import cached_inversion
 
     if source is None or target is None:
         if world.name == TOY:
