@@ -11,7 +11,7 @@ background term also holds the hair. --ddpm runs it on another toy DDPM (`alien_
 
 Usage: python scripts/alien_oracle.py [--lr 1e-3] [--lam 1] [--t-edit 400] [--cheeks] [--ddpm FILE]
                                       [--out runs/alien_oracle.png]
-(about 3 minutes on 2 cores; prints the `asyrp-edu evaluate`-style numbers and saves a before/after grid).
+(about 2 minutes on 2 cores; prints the `asyrp-edu evaluate`-style numbers and saves a before/after grid).
 """
 from __future__ import annotations
 
