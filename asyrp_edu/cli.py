@@ -9,12 +9,17 @@ from pathlib import Path
 
 
 def _cmd_train_ddpm(args: argparse.Namespace) -> None:
+    from .cli_editors import check_output_parent
     from .settings import checked_device
     from .train_ddpm import train_ddpm
 
     if args.world not in ("toy", "toy-ldm"):
         raise SystemExit(f"train-ddpm supports --world toy and --world toy-ldm (got {args.world!r}); "
                          "real models come pretrained")
+    if args.autoencoder and args.world != "toy-ldm":
+        raise SystemExit("--autoencoder encodes the latents of --world toy-ldm; the pixel DDPM has none")
+    out = Path(args.out or ("runs/toy_ldm" if args.world == "toy-ldm" else "runs/toy_ddpm"))
+    check_output_parent(out, folder=True)
     options = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=not args.no_resume,
                    bf16=not args.fp32, device=str(checked_device(args.device)),
                    coarse_weight=args.coarse_weight if args.coarse_weight is not None else
@@ -23,17 +28,18 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> None:
         from .autoencoder import load_toy_autoencoder
         from .ldm import train_toy_ldm
 
-        out = args.out or "runs/toy_ldm"
         codec = load_toy_autoencoder(args.autoencoder) if args.autoencoder else None  # None: the shipped one
-        result = train_toy_ldm(Path(out), codec, autoencoder_file=args.autoencoder, **options)
+        result = train_toy_ldm(out, codec, autoencoder_file=args.autoencoder, **options)
     else:
-        result = train_ddpm(Path(args.out or "runs/toy_ddpm"), **options)
+        result = train_ddpm(out, **options)
     print(f"EMA weights after {result.step} steps: {result.weights}")
 
 
 def _cmd_train_vae(args: argparse.Namespace) -> None:
     from .autoencoder import autoencoder_mse, load_toy_autoencoder, train_autoencoder
+    from .cli_editors import check_output_parent
 
+    check_output_parent(args.out, folder=True)
     result = train_autoencoder(Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                seed=args.seed, resume=not args.no_resume)
     print(f"weights after {result.step} steps: {result.weights}; held-out reconstruction MSE "
@@ -41,8 +47,10 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_evaluator(args: argparse.Namespace) -> None:
+    from .cli_editors import check_output_parent
     from .evaluator import Evaluator, evaluator_accuracy, train_evaluator
 
+    check_output_parent(args.out)
     net, _ = train_evaluator(Path(args.out), steps=args.steps, seed=args.seed)
     print(f"saved {args.out}; held-out accuracy: {evaluator_accuracy(Evaluator(net))}")
 
@@ -53,12 +61,14 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
     from .demo import run_demo
 
+    from .cli_editors import check_output_parent
     from .viz import figure_format
 
     out = Path(args.out)
     if out.is_dir():  # checked before the work, not after it
         raise SystemExit(f"--out {out} is a folder; give the PNG's file name, e.g. {out / 'asyrp_edu_demo.png'}")
     figure_format(out)
+    check_output_parent(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     matplotlib.use("Agg")  # a terminal: draw to a file, no window
     run_demo(out, seed=args.seed)
@@ -105,6 +115,12 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
 
     if args.text_cosine is None and not (args.source and args.target):
         raise SystemExit("give --text-cosine, or both --source and --target prompts")
+    if args.text_cosine is not None and (args.source or args.target):
+        raise SystemExit("--text-cosine replaces the prompts' cosine; give one or the other")
+    if args.cache_dir:
+        from .cli_editors import check_output_parent
+
+        check_output_parent(args.cache_dir, "--cache-dir", folder=True)
     if args.along != "noised" and not args.world:
         raise SystemExit("--along chooses how --world measures its own tables; give --world too")
     if args.world and (args.edit_table or args.boost_table):
@@ -141,14 +157,15 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """All sub-commands and their options."""
-    from .cli_editors import add_editor_parsers, positive_int
+    from .cli_editors import (add_editor_parsers, non_negative_float, positive_float, positive_int, seed_value,
+                              step_count)
 
     parser = argparse.ArgumentParser(prog="asyrp-edu", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="load the shipped toy models and write a figure of real results")
     p.add_argument("--out", default="asyrp_edu_demo.png")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("measure", help="measure the toy DDPM: sample attribute marginals, reconstruction error")
@@ -157,9 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "shipped one")
     p.add_argument("--evaluator", default=None, help="a judge to use instead of the shipped one")
     p.add_argument("--samples", type=positive_int, default=512)
-    p.add_argument("--sample-steps", type=positive_int, default=50)
-    p.add_argument("--heldout", type=positive_int, default=64)
-    p.add_argument("--inversion-steps", type=positive_int, default=40)
+    p.add_argument("--sample-steps", type=step_count, default=50)
+    p.add_argument("--heldout", type=positive_int, default=64, help="--world toy only: faces to invert")
+    p.add_argument("--inversion-steps", type=step_count, default=40, help="--world toy only")
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("intervals", help="t_edit (LPIPS editing strength) and t_boost (quality deficiency)")
@@ -188,11 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--autoencoder", help="toy-ldm: a toy_vae.safetensors to encode with (default: the shipped one)")
     p.add_argument("--steps", type=positive_int, default=8000)
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--lr", type=float, default=4e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=positive_float, default=4e-4)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--fp32", action="store_true", help="train in float32 instead of bfloat16 autocast")
-    p.add_argument("--coarse-weight", type=float,
+    p.add_argument("--coarse-weight", type=non_negative_float,
                    help="weight of the coarse P_t loss that keeps sample colours right (0 = plain L_simple; "
                         "default 1.0 for toy, 0.05 for toy-ldm)")
     p.add_argument("--no-resume", action="store_true", help="start over even if train_state.pt exists")
@@ -202,15 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/toy_vae")
     p.add_argument("--steps", type=positive_int, default=3000)
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.add_argument("--no-resume", action="store_true", help="start over even if vae_state.pt exists")
     p.set_defaults(func=_cmd_train_vae)
 
     p = sub.add_parser("train-evaluator", help="train the toy attribute judge on generator ground truth")
     p.add_argument("--out", default="runs/toy_evaluator.safetensors")
     p.add_argument("--steps", type=positive_int, default=2500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.set_defaults(func=_cmd_train_evaluator)
     from .tiny_clip_training import add_train_clip_parser
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import sys
 from pathlib import Path
 
 
@@ -22,6 +24,49 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def step_count(text: str) -> int:
+    """An argparse type: DDIM steps, 1 … 1000 (a grid cannot have more steps than the schedule's T = 1000)."""
+    value = positive_int(text)
+    if value > 1000:
+        raise argparse.ArgumentTypeError(f"must be at most 1000, the toy and real models' T, got {text}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    """An argparse type: a seed torch accepts, 0 … 2**63 − 1."""
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**63 - 1, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (learning rates)."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0 (loss weights, where 0 turns a term off)."""
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 turns it off), got {text}")
+    return value
+
+
+def check_output_parent(path: str | Path, option: str = "--out", folder: bool = False) -> None:
+    """Refuse, before any work, an output path below an existing file (it could never be written); folder: the path
+    is itself a folder to write into, so it must not be a file either."""
+    path = Path(path)
+    for above in ([path] if folder else []) + list(path.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise SystemExit(f"{option} {path}: {above} is a file, not a folder; choose another path")
+            return
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     """`asyrp-edu train`: one f_t for a named toy edit or two prompts, on the toy world's DDPM or the toy LDM."""
 
@@ -33,13 +78,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from .tiny_clip import keep_prompt_pairs, load_tiny_clip
     from .train_asyrp import EditorConfig, train_editor
 
-    unet, schedule, codec = _toy_models(args.world, args.ddpm)
     source, target = args.source, args.target
+    if args.edit and (source or target):
+        raise SystemExit("--edit sets the prompts of a named edit; drop --source/--target, or drop --edit")
     if args.edit:
         spec = check_edit_name(args.edit)  # an unknown name: the error lists the known ones
         source, target = spec["source"], spec["target"]
     if not (source and target):
         raise SystemExit(f"give --edit NAME ({', '.join(sorted(TOY_EDITS))}) or both --source and --target")
+    if args.lambda_keep is not None and not args.keep:
+        raise SystemExit("--lambda-keep weighs the keep loss, which needs --keep ATTRIBUTE ...; add --keep or drop it")
+    out = Path(args.out or _editor_folder(args.world, args.edit or _folder_name(target)))
+    check_output_parent(out, folder=True)  # a folder for the editor and its checkpoints
+    unet, schedule, codec = _toy_models(args.world, args.ddpm)
     try:
         keep = keep_prompt_pairs(args.keep or [], TOY_EDITS[args.edit]["attribute"] if args.edit else None)
     except ValueError as error:
@@ -47,13 +98,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
     config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed,
-                          keep=keep, lambda_keep=args.lambda_keep if keep else 0.0,
+                          keep=keep, lambda_keep=(1.0 if args.lambda_keep is None else args.lambda_keep) if keep
+                          else 0.0,
                           ignore_timesteps=args.ignore_timesteps,
                           inversion_iters=(INVERSION_FIXED_POINT_ITERS if args.world == "toy" else 0)
                           if args.inversion_iters is None else args.inversion_iters)
-    out = Path(args.out or _editor_folder(args.world, args.edit or _folder_name(target)))
-    if out.exists() and not out.is_dir():
-        raise SystemExit(f"--out {out} is a file; give a folder for the editor and its checkpoints")
     device = local_device() if args.device == "auto" else checked_device(args.device)
     unet.to(device)
     if codec is not None:
@@ -129,11 +178,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     steps = config.num_steps if args.steps is None else args.steps
     if steps != config.num_steps:  # the paper's Δh × n_train/n_test for another number of steps
         editor = ScaledEditor(editor, step_scale(config.num_steps, steps))
+    intervals = Intervals(config.t_edit if args.t_edit is None else args.t_edit, T=schedule.T)
+    first = schedule.timesteps(steps)[0]
+    if intervals.t_edit > first:  # checked before the inversion: nothing would be edited, every number 0
+        raise SystemExit(f"--t-edit {intervals.t_edit} lies above the first of the {steps} DDIM steps (t = {first}), "
+                         f"so nothing would be edited; use --t-edit <= {first} or more --steps")
+    expected = check_edit_name(args.attribute)["target"]
+    if config.target != expected:
+        print(f"note: this editor was trained towards {config.target!r}, not {expected!r}; judging it on "
+              f"{args.attribute} anyway", file=sys.stderr)
     originals, _ = toy.sample(args.n, seed=args.seed, heldout=True)
     x_T = cached_inversion(unet, schedule, originals, steps, cache_dir(), progress=not args.json, codec=codec,
                            fixed_point_iters=config.inversion_iters)
     report = evaluate_editor(unet, schedule, editor, load_evaluator(), load_tiny_clip(), args.attribute, x_T,
-                             originals, Intervals(config.t_edit if args.t_edit is None else args.t_edit), steps,
+                             originals, intervals, steps,
                              codec=codec, progress=not args.json)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
 
@@ -157,11 +215,11 @@ def add_editor_parsers(sub) -> None:
     p.add_argument("--source")
     p.add_argument("--target")
     p.add_argument("--t-edit", type=int, default=400)
-    p.add_argument("--steps", type=positive_int, default=40, help="DDIM steps for inversion and generation")
+    p.add_argument("--steps", type=step_count, default=40, help="DDIM steps for inversion and generation")
     p.add_argument("--epochs", type=positive_int, default=1)
     p.add_argument("--n-images", type=positive_int, default=64)
     p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--lr", type=float, default=5e-4,
+    p.add_argument("--lr", type=positive_float, default=5e-4,
                    help="Adam learning rate of f_t (the shipped toy editors: 1e-3 with the keep loss, alien 5e-4)")
     p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
     # the choices are train_asyrp.REFERENCES, spelled out so that building the parser does not import torch
@@ -172,10 +230,11 @@ def add_editor_parsers(sub) -> None:
     p.add_argument("--keep", nargs="+", metavar="ATTRIBUTE",
                    help="attributes the edit should leave alone, for the keep loss: names (mouth, glasses, hair_color, "
                         "skin_tone, eye_size), 'others' (all but the edited one), or prompt pairs 'SOURCE|TARGET'")
-    p.add_argument("--lambda-keep", type=float, default=1.0, help="weight of the keep loss when --keep is given")
+    p.add_argument("--lambda-keep", type=non_negative_float,
+                   help="weight of the keep loss (needs --keep; default 1)")
     p.add_argument("--ignore-timesteps", action="store_true",
                    help="f_t(h_t) without the time embedding (the authors' --ignore_timesteps)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.add_argument("--out")
     p.add_argument("--device", default="cpu",
                    help="cpu, cuda, or auto (cuda:LOCAL_RANK per process under `accelerate launch`, else the CPU)")
@@ -191,14 +250,14 @@ def add_editor_parsers(sub) -> None:
     p.add_argument("--attribute", required=True, help="the toy edit: smiling, glasses, tanned, blonde or alien")
     p.add_argument("--editor", help="an editor file or a folder holding editor.safetensors (default: the shipped one)")
     p.add_argument("--n", type=positive_int, default=64)
-    p.add_argument("--steps", type=positive_int, help="DDIM steps (default: as the editor was trained)")
+    p.add_argument("--steps", type=step_count, help="DDIM steps (default: as the editor was trained)")
     p.add_argument("--t-edit", type=int, help="end of the editing interval (default: as the editor was trained)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("hspace", help="measure linearity, homogeneity and combinations of the shipped toy editors")
     p.add_argument("--n", type=positive_int, default=64, help="held-out faces")
-    p.add_argument("--steps", type=positive_int, default=40)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=step_count, default=40)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.set_defaults(func=_cmd_hspace)

@@ -70,7 +70,13 @@ def load_toy_ldm(path: Path | None = None, autoencoder_path: Path | None = None,
                  device: str | torch.device = "cpu") -> LatentDDPM:
     """The shipped toy LDM: latent U-Net (EMA weights) + autoencoder, both sha256-checked."""
     unet, schedule = load_shipped_unet(path, TOY_LDM_FILE, "train-ddpm --world toy-ldm", device)
-    return LatentDDPM(unet, schedule, load_toy_autoencoder(autoencoder_path, device))
+    codec = load_toy_autoencoder(autoencoder_path, device)
+    latent_channels = codec.autoencoder.config.latent_channels
+    if unet.config.in_channels != latent_channels:  # e.g. toy_ddpm.safetensors, a pixel DDPM
+        raise ValueError(f"{path} holds a U-Net of {unet.config.in_channels} input channels, but the autoencoder's "
+                         f"latents have {latent_channels}; a pixel DDPM goes with --world toy, a latent one comes from "
+                         "`asyrp-edu train-ddpm --world toy-ldm`")
+    return LatentDDPM(unet, schedule, codec)
 
 
 def train_toy_ldm(out_dir: Path, codec: LatentCodec | None = None, steps: int = 8000,

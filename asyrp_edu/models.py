@@ -138,7 +138,12 @@ def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], sour
 
 def load_toy_ddpm(path: Path | None = None, device: str | torch.device = "cpu") -> tuple[UNet2DModel, Schedule]:
     """The shipped toy DDPM (EMA weights) as (UNet2DModel in eval mode, Schedule)."""
-    return load_shipped_unet(path, TOY_DDPM_FILE, "train-ddpm --world toy", device)
+    unet, schedule = load_shipped_unet(path, TOY_DDPM_FILE, "train-ddpm --world toy", device)
+    if unet.config.in_channels != 3:  # e.g. toy_ldm.safetensors, whose U-Net denoises 4-channel latents
+        raise ValueError(f"{path} holds a latent U-Net ({unet.config.in_channels} input channels), not a pixel DDPM; "
+                         "use it with --world toy-ldm (ldm.load_toy_ldm), or pass a file from "
+                         "`asyrp-edu train-ddpm --world toy`")
+    return unet, schedule
 
 
 def load_shipped_unet(path: Path | None, name: str, command: str,

@@ -148,6 +148,15 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
     unet, schedule = load_toy_ddpm()
     judge = load_evaluator()
     editors = {e: load_editor(unet, edit=e) for e in edits}
+    for name, (_, config) in editors.items():  # consistency across t compares at least two edited timesteps
+        def edited(n: int) -> int:
+            return sum(t >= config.t_edit for t in schedule.timesteps(n))
+
+        if edited(num_steps) < 2:
+            enough = next(n for n in range(num_steps + 1, schedule.T + 1) if edited(n) >= 2)
+            raise ValueError(f"with {num_steps} DDIM steps the {name} editor (t_edit {config.t_edit}) edits "
+                             f"{edited(num_steps)} timestep(s); homogeneity over t needs two or more: use "
+                             f"--steps {enough} or more")
     # sampled with other step counts than trained: Δh × n_train / n_test, as `evaluate --steps` and the sliders do
     editors = {e: (ScaledEditor(editor, step_scale(config.num_steps, num_steps))
                    if config.num_steps != num_steps else editor, config) for e, (editor, config) in editors.items()}

@@ -145,6 +145,8 @@ def train_tiny_clip(out: Path, steps: int = 400, batch_size: int = 128, lr: floa
         x = augment(toy.render(attrs), g, pairs=pairs)
         contrastive, direction = clip_losses(model, x, tokens, log_fit, pairs, wrapper.mean, wrapper.std)
         loss = contrastive + direction_weight * direction
+        if not torch.isfinite(loss):  # stop before a CLIP full of NaN is saved
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate (--lr)")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -174,6 +176,9 @@ def train_tiny_clip(out: Path, steps: int = 400, batch_size: int = 128, lr: floa
 
 def _cmd_train_clip(args: argparse.Namespace) -> None:
     """`asyrp-edu train-clip`: train, save, then print zero-shot accuracy and how clean the text directions are."""
+    from .cli_editors import check_output_parent
+
+    check_output_parent(args.out)
     clip, losses = train_tiny_clip(Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                    seed=args.seed)
     report = {"final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
@@ -187,12 +192,12 @@ def add_train_clip_parser(subparsers) -> argparse.ArgumentParser:
     """Register `train-clip` on the `asyrp-edu` sub-command parsers."""
     p = subparsers.add_parser("train-clip", help="train the toy world's tiny CLIP (open_clip classes) on toy faces")
     p.add_argument("--out", default="runs/toy_clip.safetensors")
-    from .cli_editors import positive_int
+    from .cli_editors import positive_float, positive_int, seed_value
 
     p.add_argument("--steps", type=positive_int, default=400)
     p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.set_defaults(func=_cmd_train_clip)
     return p
 

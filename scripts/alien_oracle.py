@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from asyrp_edu import toy
-from asyrp_edu.ddim import ddim_step, predict_x0
+from asyrp_edu.ddim import Schedule, ddim_step, predict_x0
 from asyrp_edu.delta_block import DeltaBlock
 from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.evaluate_edits import alien_success, background_change, greenness
@@ -83,6 +83,9 @@ def main() -> None:
     p.add_argument("--ddpm", type=Path, help="a toy DDPM file instead of the shipped one")
     p.add_argument("--out", type=Path, default=Path("runs/alien_oracle.png"))
     args = p.parse_args()
+    first = Schedule.linear().timesteps(40)[0]  # the 40-step grid this script edits on
+    if not 0 <= args.t_edit <= first:  # checked before the inversions, which take a minute
+        p.error(f"--t-edit must lie in [0, {first}] (above the first of the 40 steps nothing is edited)")
     torch.manual_seed(0)
     unet, schedule = load_toy_ddpm(args.ddpm)
     score = cheek_greenness if args.cheeks else greenness

@@ -15,6 +15,7 @@ import argparse
 import torch
 
 from asyrp_edu import toy
+from asyrp_edu.cli_editors import positive_int
 from asyrp_edu.ddim import ddim_step, q_sample, unet_noise_model
 from asyrp_edu.evaluate_edits import greenness
 from asyrp_edu.evaluator import load_evaluator
@@ -41,7 +42,7 @@ def denoise_from(unet, schedule, images: torch.Tensor, t_start: int, num_steps: 
 def main() -> None:
     """Print the greenness (and tanned skin) left after denoising from each start timestep."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=32, help="held-out faces")
+    p.add_argument("--n", type=positive_int, default=32, help="held-out faces")
     args = p.parse_args()
     torch.manual_seed(0)
     unet, schedule = load_toy_ddpm()

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from asyrp_edu import toy
+from asyrp_edu.cli_editors import positive_int
 from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.evaluate_edits import TOY_EDITS
 from asyrp_edu.evaluator import load_evaluator
@@ -70,9 +72,11 @@ def main() -> None:
     """Parse the arguments, measure, and print the pooled shares."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edit", default="smiling", choices=[e for e in TOY_EDITS if e != "alien"])
-    parser.add_argument("--sets", type=int, default=4, help="sets of 64 held-out faces (seed 0 is hspace's)")
+    parser.add_argument("--sets", type=positive_int, default=4, help="sets of 64 held-out faces (seed 0 is hspace's)")
     parser.add_argument("--editor", help="an editor file trained for --edit (default: the shipped one)")
     args = parser.parse_args()
+    if args.editor and not Path(args.editor).is_file():
+        parser.error(f"--editor {args.editor}: no such file (an editor.safetensors from `asyrp-edu train`)")
     if args.sets < 1:
         parser.error("--sets must be at least 1")
     changes = per_face_changes(args.edit, args.sets, editor_file=args.editor)

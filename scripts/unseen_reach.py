@@ -34,6 +34,7 @@ import torch
 from alien_oracle import train_oracle
 from alien_prior import denoise_from
 from asyrp_edu import toy
+from asyrp_edu.ddim import Schedule
 from asyrp_edu.editing import Intervals, generate_edited
 from asyrp_edu.evaluate_edits import background_change
 from asyrp_edu.evaluator import load_evaluator
@@ -173,6 +174,9 @@ def main() -> None:
     p.add_argument("--only", help="comma-separated candidate names (default: all)")
     p.add_argument("--out", type=Path, default=Path("runs/unseen_reach.png"))
     args = p.parse_args()
+    first = Schedule.linear().timesteps(40)[0]  # the 40-step grid this script edits on
+    if not 0 <= args.t_edit <= first:  # checked before the inversions, which take a minute
+        p.error(f"--t-edit must lie in [0, {first}] (above the first of the 40 steps nothing is edited)")
     names = args.only.split(",") if args.only else list(CANDIDATES)
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:

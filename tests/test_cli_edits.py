@@ -1,5 +1,6 @@
 """`asyrp-edu train` and `asyrp-edu evaluate` end to end on the shipped toy models, at a tiny size."""
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -319,3 +320,53 @@ def test_choices_spelled_out_in_the_parser_match_the_library():
     commands = build_parser()._subparsers._group_actions[0].choices
     choices = {a.dest: a.choices for name in ("train", "intervals") for a in commands[name]._actions}
     assert tuple(choices["reference"]) == REFERENCES and tuple(choices["along"]) == ALONG
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["evaluate", "--attribute", "smiling", "--steps", "4", "--t-edit", "900"], "above the first of the 4 DDIM steps"),
+    (["train", "--edit", "smiling", "--source", "a", "--target", "b"], "drop --source/--target"),
+    (["train", "--edit", "smiling", "--lambda-keep", "3"], "needs --keep"),
+    (["intervals", "--text-cosine", "0.5", "--source", "a", "--target", "b"], "one or the other"),
+    (["train-ddpm", "--autoencoder", "vae.safetensors"], "--world toy-ldm"),
+    (["hspace", "--steps", "3"], "edits 1 timestep.*--steps 4 or more"),
+])
+def test_contradictory_or_empty_runs_are_refused_before_any_work(argv, match, monkeypatch, tmp_path):
+    import asyrp_edu.inversion_cache as inversion_cache
+    import asyrp_edu.train_ddpm as train_ddpm
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(inversion_cache, "cached_inversion", lambda *a, **k: pytest.fail("inverted first"))
+    monkeypatch.setattr(train_ddpm, "train_ddpm", lambda *a, **k: pytest.fail("trained first"))
+    with pytest.raises(SystemExit, match=match):
+        main(argv)
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train-clip", "--lr", "inf"], "--lr: must be a finite number > 0"),
+    (["train-ddpm", "--lr", "0"], "--lr: must be a finite number > 0"),
+    (["train-ddpm", "--coarse-weight", "nan"], "--coarse-weight: must be a finite number >= 0"),
+    (["measure", "--inversion-steps", "2000"], "--inversion-steps: must be at most 1000"),
+    (["train", "--edit", "smiling", "--seed", str(2**64)], r"--seed: must be a whole number from 0 to 2\*\*63"),
+])
+def test_out_of_range_numbers_are_refused_by_the_parser(argv, match, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert re.search(match, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv", [["train-evaluator", "--out", "{file}/judge.safetensors"],
+                                  ["train-clip", "--out", "{file}/clip.safetensors"],
+                                  ["train-vae", "--out", "{file}"], ["train", "--edit", "smiling", "--out", "{file}"],
+                                  ["demo", "--out", "{file}/demo.png"]])
+def test_an_output_path_below_a_file_is_refused_before_any_work(argv, tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit, match="afile is a file, not a folder"):
+        main([a.format(file=tmp_path / "afile") for a in argv])
+
+
+def test_judging_an_editor_on_another_attribute_says_so(capsys):
+    from asyrp_edu.models import WEIGHTS_DIR
+
+    main(["evaluate", "--attribute", "glasses", "--editor", str(WEIGHTS_DIR / "editor_smiling.safetensors"), "--n", "2",
+          "--steps", "4", "--json"])
+    assert "trained towards 'a smiling cartoon face', not 'a cartoon face with glasses'" in capsys.readouterr().err

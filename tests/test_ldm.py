@@ -275,3 +275,13 @@ def test_compvis_ldm_config_has_h_at_8x8_and_takes_an_f_t():
     assert h_shape(unet) == (896, 8, 8) and temb_dim(unet) == 4 * 224
     assert codec.is_vq and codec.downsampling == 4  # 256² images -> 64² latents, the U-Net's sample_size
     assert editor.conv1.weight.shape[:2] == (896, 896)
+
+
+def test_a_pixel_ddpm_and_a_latent_one_are_not_taken_for_each_other():
+    from asyrp_edu.ldm import load_toy_ldm
+    from asyrp_edu.models import TOY_DDPM_FILE, WEIGHTS_DIR, load_toy_ddpm
+
+    with pytest.raises(ValueError, match="latent U-Net .*--world toy-ldm"):
+        load_toy_ddpm(WEIGHTS_DIR / "toy_ldm.safetensors")
+    with pytest.raises(ValueError, match="3 input channels, but the autoencoder's latents have 4"):
+        load_toy_ldm(WEIGHTS_DIR / TOY_DDPM_FILE)

@@ -171,3 +171,11 @@ def test_keep_errors_name_the_fix():
         EditorConfig("a sad face", "a smiling face", lambda_keep=-1.0)
     config = EditorConfig("a sad face", "a smiling face", keep=[["no glasses", "glasses"]])  # as read back from JSON
     assert config.keep == (("no glasses", "glasses"),)
+
+
+def test_a_diverging_clip_run_stops_before_saving(tmp_path):
+    from asyrp_edu.tiny_clip_training import train_tiny_clip
+
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train_tiny_clip(tmp_path / "clip.safetensors", steps=4, batch_size=2, lr=float("inf"), progress=False)
+    assert not (tmp_path / "clip.safetensors").exists()
