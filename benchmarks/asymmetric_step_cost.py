@@ -35,6 +35,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from asyrp_edu import hspace, shared_skips
+from asyrp_edu.cli_editors import positive_int
 from asyrp_edu.ddim import Schedule, ddim_step
 from asyrp_edu.delta_block import DeltaBlock
 from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG
@@ -65,8 +66,8 @@ def flop_ratio(size: int) -> tuple[float, float, float, bool]:
 def main() -> None:
     """Build the model, time the three steps side by side, print medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3, help="timed repetitions of each step (median reported)")
-    parser.add_argument("--size", type=int, default=256, help="image size (256 = the real CelebA-HQ model)")
+    parser.add_argument("--reps", type=positive_int, default=3, help="timed repetitions of each step (median reported)")
+    parser.add_argument("--size", type=positive_int, default=256, help="image size (256 = the real CelebA-HQ model)")
     parser.add_argument("--also-sequential", action="store_true",
                         help="also time the asymmetric step with its two decoder passes run one after the other")
     parser.add_argument("--also-unshared", action="store_true",
@@ -75,6 +76,8 @@ def main() -> None:
     parser.add_argument("--tf32", action="store_true",
                         help="on a GPU, allow TensorFloat-32 (faster; asymmetric and naive then differ by ~1e-3)")
     args = parser.parse_args()
+    if args.size % 32:  # the CelebA-HQ U-Net halves the image five times, down to h at size / 32
+        parser.error(f"--size must be a multiple of 32 (256 is the real model's), got {args.size}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no GPU is visible to torch here; run on the CPU (the default)")

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import torch
 
+from asyrp_edu.cli_editors import step_count
+
 
 def main() -> None:
     """Build, save, load, run; print what a student on Colab would get at this size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3, help="DDIM steps of the trajectory")
+    parser.add_argument("--steps", type=step_count, default=3, help="DDIM steps of the trajectory")
     args = parser.parse_args()
 
     from diffusers import DDIMScheduler, LDMPipeline, UNet2DModel, VQModel

@@ -99,10 +99,21 @@ def one_update(batch: int, model_name: str = "ddpm", batched: bool = False) -> d
             "seconds": seconds}
 
 
+def batch_sizes(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers >= 1 ('1,2,4')."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers, e.g. 1,2,4; got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return sizes
+
+
 def main() -> None:
     """Run each batch size in its own process and print the estimate for a 15 GB T4."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", default="1,2,4", help="comma-separated batch sizes")
+    parser.add_argument("--batches", type=batch_sizes, default="1,2,4", help="comma-separated batch sizes")
     parser.add_argument("--model", choices=("ddpm", "ldm"), default="ddpm",
                         help="google/ddpm-celebahq-256 (default) or CompVis/ldm-celebahq-256")
     parser.add_argument("--batched", action="store_true",
@@ -115,7 +126,7 @@ def main() -> None:
     print(f"{args.model}, decoder passes {'in one 2B batch (CPU)' if args.batched else 'one after the other (GPU)'}")
     print(f"{'batch':>5} {'weights GiB':>11} {'activations GiB':>15} {'GPU estimate GiB':>16} {'fits a T4':>9} "
           f"{'CPU s':>6}")
-    for batch in (int(b) for b in args.batches.split(",")):
+    for batch in args.batches:
         out = subprocess.run([sys.executable, __file__, "--child", str(batch), "--model", args.model,
                               *(["--batched"] if args.batched else [])], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])

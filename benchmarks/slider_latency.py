@@ -18,6 +18,8 @@ from collections import defaultdict
 import torch
 
 from asyrp_edu import hspace, widgets
+from asyrp_edu.cli_editors import positive_int, step_count
+from asyrp_edu.evaluate_edits import TOY_EDITS
 from asyrp_edu.models import load_toy_ddpm
 from asyrp_edu.traced_unet import TracedUNet
 
@@ -37,12 +39,14 @@ def timed(name: str, fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=widgets.LIVE_STEPS,
+    parser.add_argument("--steps", type=step_count, default=widgets.LIVE_STEPS,
                         help="reverse steps per render (editors trained with 40; "
                              "the notebooks' sliders use LIVE_STEPS)")
-    parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--edit", default="smiling")
+    parser.add_argument("--repeats", type=positive_int, default=21, help="timed renders (at least 2)")
+    parser.add_argument("--edit", default="smiling", choices=sorted(TOY_EDITS))
     args = parser.parse_args()
+    if args.repeats < 2:
+        parser.error("--repeats must be at least 2 (the median of one render says nothing about its spread)")
     torch.set_num_threads(min(2, torch.get_num_threads()))
     unet, schedule = load_toy_ddpm()
     traced = widgets.make_scene(unet, schedule, edits=(args.edit,), num_steps=args.steps)

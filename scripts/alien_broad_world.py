@@ -26,6 +26,7 @@ import torch
 from alien_prior import denoise_from
 from asyrp_edu import toy
 from asyrp_edu.checks import load_training_state
+from asyrp_edu.cli_editors import non_negative_float, positive_float, positive_int
 from asyrp_edu.evaluate_edits import greenness
 from asyrp_edu.models import TOY_UNET_CONFIG, build_unet, load_shipped_unet, load_toy_ddpm
 from asyrp_edu.train_ddpm import STATE_FILE, export_ema, train_ddpm
@@ -92,10 +93,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("train", "export", "measure"))
     p.add_argument("--out", type=Path, default=Path("runs/toy_ddpm_broad"))
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=8e-4)
-    p.add_argument("--coarse-weight", type=float, default=0.1)
+    p.add_argument("--steps", type=positive_int, default=6000)
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=8e-4)
+    p.add_argument("--coarse-weight", type=non_negative_float, default=0.1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

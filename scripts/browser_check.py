@@ -116,6 +116,8 @@ def main() -> int:
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--timeout", type=float, default=300, help="seconds for all cells to run")
     args = parser.parse_args()
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     if not Path(args.chromium).is_file():
         sys.exit(f"no Chromium at {args.chromium}; install Debian's package: apt-get install chromium")
     try:
