@@ -123,13 +123,13 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     codec: for a latent diffusion model. images stay pixels; the U-Net runs on z0 = codec.encode(images), and both
     losses see the decoded P_t = codec.decode(P_t^latent), with gradients through the decoder."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     grid = schedule.timesteps(config.num_steps)  # descending
     timesteps = [t for t in grid if t >= config.t_edit]  # the editing interval [T, t_edit]
-    if not timesteps:  # checked before the inversion, which can take minutes
+    if not timesteps:  # checked before the inversion, which can take minutes, and before making the folder
         raise ValueError(f"t_edit={config.t_edit} lies above every one of the {config.num_steps} DDIM steps, so "
                          f"nothing would be edited; choose t_edit <= {grid[0]}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     delta_T, text_cos = text_direction(clip.encode_text, config.source, config.target, config.templates)
     lambda_recon = default_lambda_recon(text_cos) if config.lambda_recon is None else config.lambda_recon
     keep_T = [text_direction(clip.encode_text, a, b, config.templates)[0] for a, b in config.keep]

@@ -85,8 +85,8 @@ def test_t_edit_past_the_first_step_is_refused_before_inverting(setup, tmp_path,
     config.t_edit = 900  # 8 steps: the first DDIM step is t = 875
     monkeypatch.setattr(train_asyrp, "cached_inversion", lambda *a, **k: pytest.fail("inverted first"))
     with pytest.raises(ValueError, match="t_edit <= 875"):
-        train_editor(unet, schedule, ColourClip(), images, config, tmp_path, progress=False)
-    assert not (tmp_path / EDITOR_FILE).exists()
+        train_editor(unet, schedule, ColourClip(), images, config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # no empty folder left behind either
 
 
 @pytest.mark.parametrize("field, value, match", [("loss_kind", "l2", "'cosine', 'log'"), ("num_steps", 0, "num_steps"),
