@@ -57,7 +57,7 @@ class DistanceTable:
                 if len(parts) != 2:
                     raise ValueError
                 rows.append((int(float(parts[0])), float(parts[1])))
-            except ValueError:
+            except (ValueError, OverflowError):  # not a number, or a t of inf
                 raise ValueError(f"{path}:{n}: expected two tab-separated numbers (t, distance), got {line!r}") from None
         if not rows:
             raise ValueError(f"{path} holds no rows; expected a two-column TSV (t, distance)")
@@ -193,12 +193,12 @@ def _read_pair(p_path: Path, x_path: Path) -> tuple[DistanceTable, DistanceTable
     try:
         tables = DistanceTable.read(p_path), DistanceTable.read(x_path)
     except ValueError as error:
-        warnings.warn(f"a cached distance table is damaged ({error}); measuring again", stacklevel=3)
+        warnings.warn(f"a cached distance table is damaged ({error}); it is not used", stacklevel=3)
         return None
     whole = tables[0].t == tables[1].t and all(math.isfinite(d) for table in tables for d in table.distance)
     if not whole:
-        warnings.warn(f"the cached distance tables {p_path.name} and {x_path.name} do not match; measuring again",
-                      stacklevel=3)
+        warnings.warn(f"the cached distance tables {p_path.name} and {x_path.name} are not a whole pair (other t or "
+                      "a non-finite distance); they are not used", stacklevel=3)
         return None
     return tables
 
@@ -224,6 +224,11 @@ def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch
     check_along(along)
     images = images() if callable(images) else images
     p_table, x_table = compute_tables(eps_model, images, schedule, distance, stride, seed, progress, along)
+    for table, name in ((p_table, "d(x0, P_t)"), (x_table, "d(x0, x_t)")):  # never cached: it could not be read back
+        bad = [t for t, d in zip(table.t, table.distance) if not math.isfinite(d)]
+        if bad:
+            raise FloatingPointError(f"{name} is not finite at t = {bad[:5]}; check the model and the distance "
+                                     f"({distance_name}) on these images")
     p_table.write(p_path)
     x_table.write(x_path)
     return p_table, x_table

@@ -66,8 +66,13 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
-        with open(tmp, "rb") as written:  # on disk before the rename, so a crash leaves the old file or the new one
-            os.fsync(written.fileno())
+        # on disk before the rename, so a crash leaves the old file or the new one (a writable handle: Windows
+        # flushes only those)
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:

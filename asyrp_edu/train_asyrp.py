@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -263,6 +264,11 @@ def load_editor(unet, path: Path | None = None, edit: str | None = None,
     stored = DeltaBlock(tensors["conv1.weight"].shape[0], tensors["temb_proj.weight"].shape[1], groups=1)
     check_compatible(stored, h_shape(unet), temb_dim(unet))
     made_for, this_model = metadata.get("unet_fingerprint"), unet_fingerprint(unet)
+    if made_for is not None and next(unet.parameters()).dtype in (torch.float16, torch.bfloat16):
+        # the fingerprint reads float32 values, which a half-precision copy has lost: it cannot be compared
+        warnings.warn(f"this U-Net is in {next(unet.parameters()).dtype}, so whether {path or edit} was trained on "
+                      "it cannot be checked; use it with the model it was trained on", stacklevel=2)
+        made_for = None
     if made_for is not None and made_for != this_model:
         raise ValueError(f"{path or edit} was trained on another model of the same shape (weights fingerprint "
                          f"{made_for}; this U-Net's is {this_model}): load it with the model it was trained on "

@@ -63,8 +63,9 @@ def make_scene(unet, schedule: Schedule, image: torch.Tensor | None = None, edit
     image = image[None] if image.dim() == 3 else image
     if editors is None:  # load_editor puts them on the U-Net's device
         editors = {name: load_editor(unet, edit=name) for name in (edits or tuple(TOY_EDITS))}
-    device = next(unet.parameters()).device
-    x_T = cached_inversion(unet, schedule, image.to(device), num_steps, settings.cache_dir(cache_dir), progress=False,
+    weights = next(unet.parameters())  # the image in the U-Net's device and dtype (a photo arrives as float32)
+    device = weights.device
+    x_T = cached_inversion(unet, schedule, image.to(weights), num_steps, settings.cache_dir(cache_dir), progress=False,
                            fixed_point_iters=shared_inversion_iters(config for _, config in editors.values()))
     # channels-last convolutions render ~13% faster on a CPU (measured, same results). The weights keep their values;
     # only their memory layout changes, and the caller's U-Net keeps that layout. Not measured on a GPU: left alone

@@ -141,6 +141,8 @@ def test_numpy_answers_pass_and_crashes_get_an_answer_with_the_usual_cause():
         assert not v and "Python float" in v.message and "** 0.5" in v.message
     v = exercises.check_mixed_delta(lambda d, c: d[3])  # any other crash: named, without a made-up cause
     assert not v and v.message.startswith("your function raised IndexError")
+    v = exercises.check_predict_x0(lambda x, e: x)  # a TypeError of another kind: no word about floats
+    assert not v and "TypeError" in v.message and "Python float" not in v.message
     half = exercises.check_q_sample(lambda x0, t, e, ab: ab[t].view(-1, 1, 1, 1).sqrt() * x0
                                     + (1 - ab[t].view(-1, 1, 1, 1)) * e)
     assert not half and "noise weight" in half.message

@@ -56,6 +56,9 @@ def test_table_round_trip_and_bad_file(tmp_path):
         (tmp_path / "bad.tsv").write_text(text)
         with pytest.raises(ValueError, match=match):
             DistanceTable.read(tmp_path / "bad.tsv")
+    (tmp_path / "bad.tsv").write_text("inf\t0.3\n")  # float("inf") parses, but is no timestep
+    with pytest.raises(ValueError, match="bad.tsv:1: "):
+        DistanceTable.read(tmp_path / "bad.tsv")
     (tmp_path / "bad.tsv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(ValueError, match="bad.tsv is not a text file"):
         DistanceTable.read(tmp_path / "bad.tsv")
@@ -173,9 +176,20 @@ def test_a_damaged_cached_pair_is_measured_again(tmp_path, damage):
     lines = table.read_text().splitlines(keepends=True)
     table.write_text({"cut": "".join(lines[:5]), "garbled": "".join(lines[:5]) + "600\t0.\x00\n",
                       "nan": "".join(lines[:-1]) + "900\tnan\n"}[damage])
-    with pytest.warns(UserWarning, match="measuring again"):
+    with pytest.warns(UserWarning, match="not used"):
         again = cached_tables(eps, images, schedule, tmp_path, "m", stride=100, progress=False)
     assert eps.calls == 18 and again == first
+
+
+def test_a_non_finite_measurement_is_refused_not_cached(tmp_path):
+    from asyrp_edu import toy
+    from asyrp_edu.intervals import cached_tables
+
+    images = toy.sample(2, seed=0, heldout=True)[0]
+    with pytest.raises(FloatingPointError, match=r"d\(x0, P_t\) is not finite at t = \[100"):
+        cached_tables(_CountingEps(), images, Schedule.linear(), tmp_path, "m", stride=100, progress=False,
+                      distance=lambda a, b: torch.full((a.shape[0],), float("nan")))
+    assert not list(tmp_path.glob("*.tsv"))
 
 
 def test_images_named_by_a_key_are_drawn_only_when_measuring(tmp_path):

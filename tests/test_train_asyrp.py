@@ -409,6 +409,18 @@ def test_a_damaged_training_state_names_the_fix(setup, tmp_path, damage):
     train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, resume=False, progress=False)
 
 
+def test_a_half_precision_unet_loads_its_editor_in_half_precision_with_a_warning(setup, tmp_path):
+    """Its float32 fingerprint is lost in float16, so whether the editor fits cannot be checked: said, not refused."""
+    from asyrp_edu.train_asyrp import load_editor
+
+    unet, schedule, images, config = setup
+    result = train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, progress=False)
+    unet.half()
+    with pytest.warns(UserWarning, match="cannot be checked"):
+        editor, _ = load_editor(unet, result.weights)
+    assert next(editor.parameters()).dtype == torch.float16
+
+
 def test_an_editor_from_a_newer_version_names_the_fix(setup, tmp_path):
     import json
 

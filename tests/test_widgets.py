@@ -384,6 +384,15 @@ def test_scene_inverts_as_its_editors_were_trained(tiny_unet, tmp_path):
                                     "b": (random_editor(tiny_unet, 2), iterated)})
 
 
+def test_a_float32_photo_is_inverted_in_the_unets_precision(tiny_unet, tmp_path):
+    """An upload arrives as float32; a float64 (or half-precision) U-Net inverts it in its own dtype."""
+    tiny_unet.double()
+    config = EditorConfig("a sad face", "a smiling face", t_edit=500, num_steps=4)
+    scene = widgets.make_scene(tiny_unet, Schedule.linear(), torch.rand(1, 3, 16, 16) * 2 - 1, num_steps=4,
+                               cache_dir=str(tmp_path), editors={"a": (random_editor(tiny_unet, 1).double(), config)})
+    assert scene.x_T.dtype == torch.float64
+
+
 def test_boosted_scene_renders_the_same_noise_every_time(scene):
     import dataclasses
 
