@@ -1,6 +1,7 @@
 """Asyrp's reverse process with an editor: edit in [T, t_edit], plain DDIM to t_boost, stochastic below t_boost."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -74,6 +75,18 @@ class MixedEditor(torch.nn.Module):
         return total
 
 
+def _active_at(dh, t: int):
+    """The Δh module that edits at t: a mix (also a scaled one) keeps only the editors whose own interval [T, t_edit_i]
+    holds t; None when nothing edits there (one plain U-Net pass)."""
+    if isinstance(dh, ScaledEditor) and isinstance(dh.editor, MixedEditor):
+        inner = _active_at(dh.editor, t)
+        return None if inner is None else ScaledEditor(inner, dh.scale)
+    if isinstance(dh, MixedEditor):
+        dh = dh.active_at(t)
+        return dh if any(dh.coefficients.values()) else None
+    return dh
+
+
 def step_scale(n_train_steps: int, n_test_steps: int) -> float:
     """Δh scaling when sampling with a different number of steps than training: Δh × n_train / n_test."""
     if n_train_steps < 1 or n_test_steps < 1:
@@ -120,13 +133,18 @@ def generate_edited(
     check_intervals(intervals.t_edit, intervals.t_boost, schedule.T)  # a model with T < 1000 would never edit
     generator = torch.Generator().manual_seed(0) if generator is None else generator
     timesteps = schedule.timesteps(num_steps)
+    if isinstance(delta_h, dict):  # measured per timestep: on this grid?
+        edited = [t for t in timesteps if intervals.kind(t) == "edit"]
+        missing = [t for t in edited if t not in delta_h]
+        if len(missing) > len(edited) // 2:
+            warnings.warn(f"the Δh dict has no entry for {len(missing)} of the {len(edited)} edited timesteps "
+                          f"(e.g. t = {missing[:3]}), so those steps are not edited; sample with the {num_steps}-step "
+                          "grid it was measured on, or measure it on this one", stacklevel=2)
     x, trajectory = x_T, []
     for i, t in enumerate(tqdm(timesteps, desc="Asyrp sampling", disable=not progress, leave=False)):
         t_prev, kind = schedule.previous(timesteps, i), intervals.kind(t)
         dh = delta_h.get(t) if isinstance(delta_h, dict) else delta_h
-        if isinstance(dh, MixedEditor):  # each editor of a mix edits only inside its own interval
-            dh = dh.active_at(t)
-            dh = dh if any(dh.coefficients.values()) else None  # nothing edits at t: one plain U-Net pass
+        dh = _active_at(dh, t)
         if kind == "edit" and dh is not None:
             out = asymmetric_step(unet, x, t, t_prev, schedule, dh, symmetric=symmetric)
         else:

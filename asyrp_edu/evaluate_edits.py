@@ -75,7 +75,7 @@ class EditReport:
     success_rate: float  # share of edited images that reach the edit's bar
     mean_change: float  # mean change of the edited attribute
     leakage: dict[str, float]  # mean |Δ| of every other continuous attribute
-    glasses_flip_rate: float
+    glasses_flip_rate: float | None  # None for the glasses edit itself, whose flips are its success
     s_dir: float  # mean cos(ΔI, ΔT), a similarity: higher is better
     reconstruction_mse: float  # unedited inversion + reconstruction
     symmetric_change: float | None = None  # the same editor with Δh in P_t and D_t
@@ -128,7 +128,7 @@ def evaluate_editor(unet, schedule: Schedule, editor, judge, clip, edit: str, x_
     delta_I = F.normalize(clip.encode_image(edited), dim=-1) - F.normalize(clip.encode_image(shown), dim=-1)
     s_dir = float(F.cosine_similarity(delta_I, delta_T.expand_as(delta_I), dim=-1).mean())
     report = EditReport(edit, len(x_T), success, float(change.mean()), leakage,
-                        float((after["glasses"] != before["glasses"]).float().mean()) if name != "glasses" else 0.0,
+                        float((after["glasses"] != before["glasses"]).float().mean()) if name != "glasses" else None,
                         s_dir, float((recon - originals).pow(2).mean()), edited=edited)
     if with_symmetric:
         sym = generate(editor, symmetric=True)

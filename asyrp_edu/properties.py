@@ -11,13 +11,27 @@ from .editing import Intervals, MixedEditor, ScaledEditor, generate_edited, step
 from .hspace import asymmetric_eps
 
 SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0)
+# For the toy judge (mean error about 0.01 on mouth curvature), a solo effect smaller than this makes no share: the
+# ratio of two numbers at the judge's noise level would mean nothing, so it is NaN. (A CLIP judge reads changes of a
+# cosine, often a few hundredths: it needs a floor of its own.)
+NOISE_FLOOR = 0.01
+
+
+def share(effect: float, solo: float, noise_floor: float = 0.0) -> float:
+    """effect / solo, or NaN when solo is within the judge's noise (|solo| < noise_floor)."""
+    return effect / solo if abs(solo) >= noise_floor and solo != 0 else float("nan")
 
 
 def pearson_r(x: list[float], y: list[float]) -> float:
-    """Pearson correlation of two equally long lists."""
+    """Pearson correlation of two equally long lists; NaN when either does not vary (no correlation to speak of)."""
+    if len(x) != len(y):
+        raise ValueError(f"pearson_r needs two lists of one length, got {len(x)} and {len(y)}")
     a, b = torch.tensor(x, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
     a, b = a - a.mean(), b - b.mean()
-    return float((a @ b) / (a.norm() * b.norm()).clamp(min=1e-12))
+    # a spread of float32 rounding (e.g. the mean changes of an editor that does nothing) is no variation either
+    if a.norm() < 1e-6 or b.norm() < 1e-6:
+        return float("nan")
+    return float((a @ b) / (a.norm() * b.norm()))
 
 
 @dataclass
@@ -84,6 +98,8 @@ def global_delta_h(per_image: dict[int, torch.Tensor], over_timesteps: bool = Fa
 
     keep_norm (with over_timesteps): give the one shared Δh the mean length of the Δh_t it averages. Averaging
     vectors that point in slightly different directions (cos ≈ 0.8 across t) shortens them; this undoes only that."""
+    if keep_norm and not over_timesteps:
+        raise ValueError("keep_norm keeps the length of Δh_t averaged over timesteps; pass over_timesteps=True too")
     per_t = {t: dh.mean(0, keepdim=True) for t, dh in per_image.items()}
     if not over_timesteps:
         return per_t
@@ -98,8 +114,12 @@ def global_delta_h(per_image: dict[int, torch.Tensor], over_timesteps: bool = Fa
 def timestep_cosines(per_t: dict[int, torch.Tensor]) -> tuple[list[int], torch.Tensor]:
     """cos(Δh_t, Δh_s) for every pair of edited timesteps (the paper's consistency across timesteps): (n, n)."""
     ts = sorted(per_t, reverse=True)
-    flat = F.normalize(torch.stack([per_t[t].flatten() for t in ts]), dim=1)
-    return ts, flat @ flat.T
+    stacked = torch.stack([per_t[t].flatten() for t in ts])  # (n, C_h·8·8)
+    flat = F.normalize(stacked, dim=1)
+    cos = flat @ flat.T
+    zero = stacked.norm(dim=1) == 0  # a Δh_t = 0 has no direction: its cosines are NaN, not 0
+    cos[zero, :], cos[:, zero] = float("nan"), float("nan")
+    return ts, cos
 
 
 @torch.no_grad()
@@ -115,10 +135,12 @@ def mean_changes(unet, schedule: Schedule, delta_h, t_edit: int, judge, x_T: tor
 @torch.no_grad()
 def combination_effects(unet, schedule: Schedule, editors: dict[str, tuple[torch.nn.Module, int, str]], judge,
                         x_T: torch.Tensor, num_steps: int = 40, base: dict[str, torch.Tensor] | None = None,
-                        solo: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+                        solo: dict[str, float] | None = None, noise_floor: float = 0.0
+                        ) -> dict[str, dict[str, float]]:
     """Each editor's effect on its own attribute alone and with all the others (Δh = Σ Δh_i): {name: {solo, mixed,
     ratio}}. editors maps a name to (f_t, t_edit, judged attribute); in the mix each editor edits in [T, its t_edit].
-    solo: the editors' own effects when already measured (e.g. by `measure_linearity` at scale 1)."""
+    solo: the editors' own effects when already measured (e.g. by `measure_linearity` at scale 1). A ratio whose solo
+    effect is within noise_floor (the judge's error) is NaN."""
     base = unedited_judgement(unet, schedule, judge, x_T, num_steps) if base is None else base
     mix = MixedEditor({n: e for n, (e, _, _) in editors.items()}, {n: 1.0 for n in editors},
                       {n: t for n, (_, t, _) in editors.items()})  # each editor in its own interval [T, t_edit]
@@ -128,7 +150,7 @@ def combination_effects(unet, schedule: Schedule, editors: dict[str, tuple[torch
     for name, (editor, t_edit, attribute) in editors.items():
         alone = solo[name] if solo and name in solo else \
             mean_changes(unet, schedule, editor, t_edit, judge, x_T, [attribute], num_steps, base)[attribute]
-        report[name] = {"solo": alone, "mixed": mixed[attribute], "ratio": mixed[attribute] / alone if alone else 0.0}
+        report[name] = {"solo": alone, "mixed": mixed[attribute], "ratio": share(mixed[attribute], alone, noise_floor)}
     return report
 
 
@@ -192,17 +214,17 @@ def hspace_report(n: int = 64, num_steps: int = 40, seed: int = 0, n_global: int
                                           base)[attribute]
         bar.update()
         ts, cos = timestep_cosines(global_delta_h(per_image))
-        share = {label: effects[label] / effects["f_t"] if effects["f_t"] else float("nan")  # no effect: no share
-                 for label in ("mean_over_images", "mean_over_images_and_t", "mean_over_images_and_t_length_kept")}
-        report["homogeneity"][name] = {**effects, "share_images": share["mean_over_images"],
-                                       "share_images_and_t": share["mean_over_images_and_t"],
-                                       "share_images_and_t_length_kept": share["mean_over_images_and_t_length_kept"],
-                                       "mean_cos_across_t": float(cos[~torch.eye(len(ts), dtype=bool)].mean())}
+        shares = {label: share(effects[label], effects["f_t"], NOISE_FLOOR)  # no effect of f_t: no share
+                  for label in ("mean_over_images", "mean_over_images_and_t", "mean_over_images_and_t_length_kept")}
+        report["homogeneity"][name] = {**effects, "share_images": shares["mean_over_images"],
+                                       "share_images_and_t": shares["mean_over_images_and_t"],
+                                       "share_images_and_t_length_kept": shares["mean_over_images_and_t_length_kept"],
+                                       "mean_cos_across_t": float(cos[~torch.eye(len(ts), dtype=bool)].nanmean())}
     for group in groups:
         bar.set_postfix_str(" + ".join(group))
         parts = {g: (editors[g][0], editors[g][1].t_edit, TOY_EDITS[g]["attribute"]) for g in group}
         report["combinations"][" + ".join(group)] = combination_effects(unet, schedule, parts, judge, x_T, num_steps,
-                                                                        base, solo)
+                                                                        base, solo, NOISE_FLOOR)
         bar.update()
     bar.close()
     return report

@@ -106,7 +106,7 @@ def t_edit_widget(scene: Scene, edit: str | None = None) -> W.VBox:
     """(c) Where the editing interval ends: small t_edit edits longer, large t_edit shorter."""
     edit = _chosen_edit(scene, edit)
     start = scene.editors[edit][1].t_edit
-    t_edit = CheckedIntSlider(value=start, min=0, max=scene.schedule.T - 1, step=20, description="t_edit",
+    t_edit = CheckedIntSlider(value=start, min=scene.t_boost, max=scene.schedule.T - 1, step=20, description="t_edit",
                               continuous_update=live(scene))
     return _panel(lambda: render_t_edit(scene, edit, t_edit.value), [t_edit])
 
@@ -119,8 +119,9 @@ def scrubber_widget(scene: Scene, edit: str | None = None) -> W.VBox:
     label = W.HTML()
 
     def render() -> torch.Tensor:
+        image = render_scrubber(scene, edit, index.value)  # first: a failed render leaves the label as it was
         label.value = f"t = {timestep_of(scene, index.value)} &nbsp; columns: x_t · P_t · D_t (scaled)"
-        return render_scrubber(scene, edit, index.value)
+        return image
 
     panel = _panel(render, [index])
     panel.children = (label, *panel.children)

@@ -126,14 +126,17 @@ def render_mix(scene: Scene, coefficients: dict[str, float]) -> torch.Tensor:
 
 def render_t_edit(scene: Scene, edit: str, t_edit: int, strength: float = 1.0) -> torch.Tensor:
     """(c) The same edit with a longer (small t_edit) or shorter (large t_edit) editing interval: (3, H, W)."""
-    t_edit = int(check_value("t_edit", t_edit, 0, scene.schedule.T - 1))
+    # below t_boost the sampler adds fresh noise (quality boosting), so the slider starts there (0 in the toy world)
+    t_edit = int(check_value("t_edit", t_edit, scene.t_boost, scene.schedule.T - 1))
     return render_strength(scene, edit, strength, t_edit)
 
 
 def trajectories(scene: Scene, edit: str, strength: float = 1.0) -> dict[str, list[tuple[int, StepOutput]]]:
     """The unedited and the edited reverse process, step by step (cached per edit and strength)."""
     check_edit(scene, edit)
-    key = ("trajectories", edit, check_value("strength", strength, *STRENGTH_RANGE))
+    # everything the runs depend on besides x_T: a changed t_boost or step count must not return old runs
+    key = ("trajectories", edit, check_value("strength", strength, *STRENGTH_RANGE), scene.t_boost, scene.num_steps,
+           id(scene.editors[edit][0]))
     if key not in scene.cache:
         editor, config = scene.editors[edit]
         runs = {}

@@ -124,7 +124,9 @@ for ax, (title, group) in zip(axes, tqdm(groups.items(), desc="combinations")):
     ax.bar([x + 0.2 for x in xs], [report[n]["mixed"] for n in group], width=0.4, label="in the mix")
     ax.hlines([0.75 * report[n]["solo"] for n in group], [x for x in xs], [x + 0.4 for x in xs], colors="k",
               linestyles="--", lw=1, label="the bar: 75% of alone")
-    ax.set_xticks(list(xs), [f"{n}\n{report[n]['ratio']:.0%} kept" for n in group], fontsize=8)
+    kept = [f"{report[n]['ratio']:.0%} kept" if report[n]["ratio"] == report[n]["ratio"] else "no solo effect"
+            for n in group]  # (NaN: the editor alone changed nothing measurable)
+    ax.set_xticks(list(xs), [f"{n}\n{k}" for n, k in zip(group, kept)], fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
 axes[0].set_ylabel("mean change of own attribute" if is_toy else "mean change of cos(E_I, ΔT)")

@@ -130,16 +130,18 @@ def test_hspace_report_is_consistent_with_itself_and_numpy(capsys, monkeypatch):
     for edit in edits:
         lin, hom = report["linearity"][edit], report["homogeneity"][edit]
         assert lin["scales"] == [-1.0, -0.5, 0.0, 0.5, 1.0] and lin["mean_change"][2] == 0.0
-        if np.std(lin["mean_change"]) > 0:
+        if np.std(lin["mean_change"]) > 1e-5:  # (changes at rounding level give NaN: no correlation to speak of)
             assert lin["pearson_r"] == pytest.approx(float(np.corrcoef(lin["scales"], lin["mean_change"])[0, 1]))
         assert hom["f_t"] == lin["mean_change"][4]  # f_t's own effect is scale 1 of the linearity strip
         for share, effect in (("share_images", "mean_over_images"), ("share_images_and_t", "mean_over_images_and_t"),
                               ("share_images_and_t_length_kept", "mean_over_images_and_t_length_kept")):
-            assert hom[share] == pytest.approx(hom[effect] / hom["f_t"]), (edit, share)
+            expected = hom[effect] / hom["f_t"] if abs(hom["f_t"]) >= 0.01 else float("nan")  # judge's noise
+            assert hom[share] == pytest.approx(expected, nan_ok=True), (edit, share)
         assert hom["mean_cos_across_t"] > 0.5, edit  # Δh_t points one way at every edited t (0.81–0.97 here)
     assert set(report["combinations"]) == {"smiling + glasses", "smiling + glasses + tanned"}
     for group, parts in report["combinations"].items():
         assert list(parts) == group.split(" + ")
         for edit, c in parts.items():
             assert c["solo"] == report["homogeneity"][edit]["f_t"]  # measured once, shared
-            assert c["ratio"] == pytest.approx(c["mixed"] / c["solo"] if c["solo"] else 0.0)
+            assert c["ratio"] == pytest.approx(c["mixed"] / c["solo"] if abs(c["solo"]) >= 0.01 else float("nan"),
+                                               nan_ok=True)

@@ -369,6 +369,54 @@ def test_measurements_match_hand_computations(scene):
         assert float(cos[i, j]) == pytest.approx(float(expected), abs=1e-6) and cos[j, i] == cos[i, j]
 
 
+def test_measurements_at_the_noise_level_say_so():
+    """No variation, no correlation; a solo effect within the judge's noise, no share; a zero Δh_t, no direction."""
+    from asyrp_edu.properties import share
+
+    assert np.isnan(pearson_r([-1.0, 0.0, 1.0], [1e-8, -1e-8, 2e-8])) and np.isnan(pearson_r([1.0] * 3, [1, 2, 3]))
+    with pytest.raises(ValueError, match="one length"):
+        pearson_r([1.0, 2.0], [1.0])
+    assert share(0.45, 0.9, 0.01) == pytest.approx(0.5) and share(-0.2, -0.4, 0.01) == pytest.approx(0.5)
+    assert np.isnan(share(0.5, 1e-8, 0.01)) and np.isnan(share(0.0, 0.0))  # the toy judge's floor; none at all
+    assert share(0.01, 0.02) == pytest.approx(0.5)  # no floor: a CLIP judge's small changes still make a share
+    per_t = {900: torch.randn(1, 4, 2, 2), 500: torch.zeros(1, 4, 2, 2), 100: torch.randn(1, 4, 2, 2)}
+    ts, cos = timestep_cosines(per_t)
+    assert torch.isnan(cos[1]).all() and torch.isnan(cos[:, 1]).all() and float(cos[0, 0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="over_timesteps=True"):
+        global_delta_h({900: torch.randn(2, 4, 2, 2)}, keep_norm=True)
+
+
+def test_a_scaled_mix_keeps_each_editors_interval(scene):
+    a, b = scene.editors["a"][0], scene.editors["b"][0]
+    mix = MixedEditor({"a": a, "b": b}, {"a": 1.0, "b": 1.0}, {"a": 750, "b": 250})
+    args = (scene.unet, scene.x_T, scene.schedule)
+    plain = generate_edited(*args, mix, Intervals(250), 4)
+    assert torch.allclose(generate_edited(*args, ScaledEditor(mix, 1.0), Intervals(250), 4), plain, atol=1e-6)
+    everywhere = MixedEditor({"a": a, "b": b}, {"a": 1.0, "b": 1.0})
+    assert not torch.allclose(generate_edited(*args, everywhere, Intervals(250), 4), plain, atol=1e-4)
+
+
+def test_a_delta_h_dict_measured_on_another_grid_is_flagged(scene):
+    measured = {t: torch.zeros(1, *h_shape(scene.unet)) for t in Schedule.linear().timesteps(10) if t >= 500}
+    with pytest.warns(UserWarning, match="no entry for .* edited timesteps"):
+        generate_edited(scene.unet, scene.x_T, scene.schedule, measured, Intervals(250), 4)  # 750 and 250 missing
+
+
+def test_t_edit_slider_starts_at_t_boost_and_runs_are_cached_per_t_boost(scene):
+    import dataclasses
+
+    boosted = dataclasses.replace(scene, t_boost=300, cache={})
+    with pytest.raises(ValueError, match=r"outside \[300, 999\]"):
+        widgets.render_t_edit(boosted, "a", 100)
+    from asyrp_edu import sliders
+
+    assert sliders.t_edit_widget(boosted, "a").children[0].min == 300
+    first = widgets.trajectories(boosted, "a", 1.0)["edited"][-1][1].prev_sample
+    boosted.t_boost = 0
+    again = widgets.trajectories(boosted, "a", 1.0)["edited"][-1][1].prev_sample
+    assert not torch.allclose(first, again)  # not the runs cached with boosting
+
+
 def test_scene_inverts_as_its_editors_were_trained(tiny_unet, tmp_path):
     schedule = Schedule.linear()
     image = torch.rand(1, 3, 16, 16) * 2 - 1
@@ -400,7 +448,7 @@ def test_boosted_scene_renders_the_same_noise_every_time(scene):
     first, again = widgets.render_strength(boosted, "a", 1.0), widgets.render_strength(boosted, "a", 1.0)
     assert torch.equal(first, again)  # a slider move changes only the edit, not the boosting noise
     assert not torch.allclose(first, widgets.render_strength(scene, "a", 1.0))  # η = 1 below t_boost
-    assert widgets.render_t_edit(boosted, "a", 100).shape == first.shape  # t_edit below t_boost: edits to the end
+    assert widgets.render_t_edit(boosted, "a", 300).shape == first.shape  # the lowest t_edit: edits to t_boost
 
 
 def test_widget_images_are_sent_at_display_size():
