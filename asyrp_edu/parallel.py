@@ -28,8 +28,9 @@ class ProcessGroup:
         """This process's indices of a batch: every size-th image, starting at rank."""
         indices = list(range(length))[batch]
         if len(indices) < self.size:
-            raise ValueError(f"a batch of {len(indices)} images cannot be split over {self.size} processes; "
-                             f"use --batch-size of at least {self.size} and at least that many images")
+            raise ValueError(f"a batch of {len(indices)} images cannot be split over {self.size} processes; choose "
+                             f"--n-images and --batch-size so that every batch, the last one too, holds at least "
+                             f"{self.size} images (e.g. --n-images a multiple of --batch-size)")
         return indices[self.rank::self.size]
 
     def average_gradients(self, module: torch.nn.Module, share: float | None = None) -> None:

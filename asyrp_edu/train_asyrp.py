@@ -134,6 +134,12 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     delta_T, text_cos = text_direction(clip.encode_text, config.source, config.target, config.templates)
     lambda_recon = default_lambda_recon(text_cos) if config.lambda_recon is None else config.lambda_recon
     keep_T = [text_direction(clip.encode_text, a, b, config.templates)[0] for a, b in config.keep]
+    trainable = [m for m in (unet, codec) if m is not None and any(p.requires_grad for p in m.parameters())]
+    if trainable:  # f_t is trained alone: gradients through a trainable U-Net would cost memory and time for nothing
+        warnings.warn("train_editor froze the U-Net (and autoencoder): requires_grad_(False); the diffusion model "
+                      "stays fixed while f_t learns", stacklevel=2)
+        for module in trainable:
+            module.requires_grad_(False)
     editor = (new_editor(unet, config.ignore_timesteps) if editor is None else editor).to(images.device)
     optimizer = torch.optim.Adam(editor.parameters(), lr=config.lr)
     done = 0  # batches finished, over all epochs
@@ -194,13 +200,17 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
             parts = asyrp_loss(clip.encode_image, P_edit, recon_reference, delta_T, lambda_recon,
                                config.lambda_clip, config.loss_kind, clip_reference,
                                keep_T, config.lambda_keep, P_source)  # keep: this step's (or the trajectory's) P_t
-            if not torch.isfinite(parts["loss"]):
-                raise FloatingPointError(f"the loss became {parts['loss'].item()} at batch {b}, timestep t={t}; "
-                                         f"lower the learning rate (now {config.lr}) or lambda_clip")
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
             # every process takes the same step: the gradient of the mean loss over the whole batch
             group.average_gradients(editor, share)
+            # checked after the all-reduce, so that every process stops together; a finite loss can still have
+            # non-finite gradients, and one such step would leave f_t NaN
+            if not torch.isfinite(parts["loss"]) or not all(torch.isfinite(p.grad).all()
+                                                            for p in editor.parameters() if p.grad is not None):
+                raise FloatingPointError(f"the loss or its gradients became non-finite (loss {parts['loss'].item()}) "
+                                         f"at batch {b}, timestep t={t}; lower the learning rate (now {config.lr}) "
+                                         f"or lambda_clip")
             optimizer.step()
             result.losses.append(parts["loss"].item())
             result.s_dir.append(parts["s_dir"].item())

@@ -112,6 +112,27 @@ def test_nan_loss_names_the_step(setup, tmp_path):
         train_editor(unet, schedule, clip, images, config, tmp_path, progress=False)
 
 
+def test_a_finite_loss_with_non_finite_gradients_stops_at_its_step(setup, tmp_path):
+    """sqrt at 0 has an infinite slope: the loss is finite, its gradient is not, and one step would leave f_t NaN."""
+    unet, schedule, images, config = setup
+    config.t_edit = 875  # a single edited step: before, training finished and saved a NaN editor
+    clip = ColourClip()
+    plain = clip.encode_image
+    clip.encode_image = lambda x: plain(x) + (x - x.detach()).abs().mean(dim=(1, 2, 3))[:, None].sqrt()
+    with pytest.raises(FloatingPointError, match="gradients became non-finite .*batch 0, timestep t=875"):
+        train_editor(unet, schedule, clip, images, config, tmp_path, progress=False)
+    assert not (tmp_path / EDITOR_FILE).exists()
+
+
+def test_a_trainable_unet_is_frozen_with_a_warning(setup, tmp_path):
+    unet, schedule, images, config = setup
+    unet.requires_grad_(True)
+    with pytest.warns(UserWarning, match="froze the U-Net"):
+        train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, progress=False)
+    assert not any(p.requires_grad for p in unet.parameters())
+    assert all(p.grad is None for p in unet.parameters())  # no gradients went into the diffusion model
+
+
 def test_scaling_and_bad_intervals():
     assert step_scale(40, 80) == 0.5
     assert ScaledEditor(lambda h, e: h, -2.0)(torch.ones(1), None) == -2.0
