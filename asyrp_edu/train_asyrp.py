@@ -146,8 +146,12 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     state_path = out_dir / STATE_FILE
     # what a resumed run must share with the interrupted one: settings, images and model (more epochs may resume a
     # finished run: it trains on)
+    clip_model = getattr(clip, "model", clip)  # TinyClip and load_clip's encoders wrap an open_clip model
     run = {**asdict(config), "n_images": len(images), "unet": unet_fingerprint(unet), "latent": codec is not None,
-           "images": hashlib.sha256(images.detach().cpu().float().numpy().tobytes()).hexdigest()[:16]}
+           "images": hashlib.sha256(images.detach().cpu().float().numpy().tobytes()).hexdigest()[:16],
+           "schedule": hashlib.sha256(schedule.alpha_bar.double().cpu().numpy().tobytes()).hexdigest()[:16],
+           "clip": unet_fingerprint(clip_model) if isinstance(clip_model, torch.nn.Module) else None,
+           "autoencoder": unet_fingerprint(codec) if codec is not None else None}
     run.pop("epochs")
     if resume and state_path.is_file():
         state = load_training_state(state_path, ("editor", "optimizer", "batches_done"))

@@ -66,6 +66,8 @@ def test_resume_refuses_a_run_with_other_settings(setup, tmp_path):
     with pytest.raises(ValueError, match="n_images: 4 -> 2"):
         config.target = "green"
         train_editor(unet, schedule, ColourClip(), images[:2], config, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="schedule: '"):  # another noise schedule: other x_t, another run
+        train_editor(unet, Schedule.linear(beta_end=0.012), ColourClip(), images, config, tmp_path, progress=False)
     other_images = images.flip(0)  # the same images in another order: another run
     with pytest.raises(ValueError, match="images: '"):
         train_editor(unet, schedule, ColourClip(), other_images, config, tmp_path, progress=False)
