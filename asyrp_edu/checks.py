@@ -62,10 +62,18 @@ def check_sha256(path: Path, expected: str, how_to_fix: str) -> None:
                          f"corrupt or was replaced; {how_to_fix}")
 
 
-def check_output_file(path: Path, example: str) -> None:
-    """Refuse, before any work, an output file name that is a folder (the save would fail only at the end)."""
-    if Path(path).is_dir():
-        raise ValueError(f"{path} is a folder; give a file name, e.g. {Path(path) / example}")
+def check_output_path(path: str | Path, example: str = "out.safetensors", folder: bool = False) -> None:
+    """Refuse, before any work, an output path that could never be written (the save would fail only at the end):
+    a folder where a file goes (example: a file name to suggest), or a path below a file. folder: the path is a
+    folder to write into."""
+    path = Path(path)
+    if not folder and path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name, e.g. {path / example}")
+    for above in ([path] if folder else []) + list(path.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise ValueError(f"{path}: {above} is a file, not a folder; choose another path")
+            return
 
 
 def load_training_state(state_path: Path, keys: tuple[str, ...], map_location="cpu") -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _cmd_train_ddpm(args: argparse.Namespace) -> None:
-    from .cli_editors import check_output_parent
+    from .checks import check_output_path
     from .settings import checked_device
     from .train_ddpm import train_ddpm
 
@@ -19,7 +19,7 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> None:
     if args.autoencoder and args.world != "toy-ldm":
         raise SystemExit("--autoencoder encodes the latents of --world toy-ldm; the pixel DDPM has none")
     out = Path(args.out or ("runs/toy_ldm" if args.world == "toy-ldm" else "runs/toy_ddpm"))
-    check_output_parent(out, folder=True)
+    check_output_path(out, folder=True)
     options = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=not args.no_resume,
                    bf16=not args.fp32, device=str(checked_device(args.device)),
                    coarse_weight=args.coarse_weight if args.coarse_weight is not None else
@@ -37,9 +37,9 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> None:
 
 def _cmd_train_vae(args: argparse.Namespace) -> None:
     from .autoencoder import autoencoder_mse, load_toy_autoencoder, train_autoencoder
-    from .cli_editors import check_output_parent
+    from .checks import check_output_path
 
-    check_output_parent(args.out, folder=True)
+    check_output_path(args.out, folder=True)
     result = train_autoencoder(Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                seed=args.seed, resume=not args.no_resume)
     print(f"weights after {result.step} steps: {result.weights}; held-out reconstruction MSE "
@@ -47,10 +47,8 @@ def _cmd_train_vae(args: argparse.Namespace) -> None:
 
 
 def _cmd_train_evaluator(args: argparse.Namespace) -> None:
-    from .cli_editors import check_output_parent
     from .evaluator import Evaluator, evaluator_accuracy, train_evaluator
 
-    check_output_parent(args.out)
     net, _ = train_evaluator(Path(args.out), steps=args.steps, seed=args.seed)
     print(f"saved {args.out}; held-out accuracy: {evaluator_accuracy(Evaluator(net))}")
 
@@ -61,14 +59,14 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
     from .demo import run_demo
 
-    from .cli_editors import check_output_parent
+    from .checks import check_output_path
     from .viz import figure_format
 
     out = Path(args.out)
     if out.is_dir():  # checked before the work, not after it
         raise SystemExit(f"--out {out} is a folder; give the PNG's file name, e.g. {out / 'asyrp_edu_demo.png'}")
     figure_format(out)
-    check_output_parent(out)
+    check_output_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     matplotlib.use("Agg")  # a terminal: draw to a file, no window
     run_demo(out, seed=args.seed)
@@ -118,9 +116,9 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
     if args.text_cosine is not None and (args.source or args.target):
         raise SystemExit("--text-cosine replaces the prompts' cosine; give one or the other")
     if args.cache_dir:
-        from .cli_editors import check_output_parent
+        from .checks import check_output_path
 
-        check_output_parent(args.cache_dir, "--cache-dir", folder=True)
+        check_output_path(args.cache_dir, folder=True)
     if args.along != "noised" and not args.world:
         raise SystemExit("--along chooses how --world measures its own tables; give --world too")
     if args.world and (args.edit_table or args.boost_table):

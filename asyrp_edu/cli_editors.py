@@ -57,22 +57,12 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def check_output_parent(path: str | Path, option: str = "--out", folder: bool = False) -> None:
-    """Refuse, before any work, an output path below an existing file (it could never be written); folder: the path
-    is itself a folder to write into, so it must not be a file either."""
-    path = Path(path)
-    for above in ([path] if folder else []) + list(path.parents):
-        if above.exists():
-            if not above.is_dir():
-                raise SystemExit(f"{option} {path}: {above} is a file, not a folder; choose another path")
-            return
-
-
 def _cmd_train(args: argparse.Namespace) -> None:
     """`asyrp-edu train`: one f_t for a named toy edit or two prompts, on the toy world's DDPM or the toy LDM."""
 
     from . import toy
     from .ddim import INVERSION_FIXED_POINT_ITERS
+    from .checks import check_output_path
     from .evaluate_edits import TOY_EDITS, check_edit_name
     from .parallel import local_device
     from .settings import checked_device
@@ -90,7 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.lambda_keep is not None and not args.keep:
         raise SystemExit("--lambda-keep weighs the keep loss, which needs --keep ATTRIBUTE ...; add --keep or drop it")
     out = Path(args.out or _editor_folder(args.world, args.edit or _folder_name(target)))
-    check_output_parent(out, folder=True)  # a folder for the editor and its checkpoints
+    check_output_path(out, folder=True)  # a folder for the editor and its checkpoints
     unet, schedule, codec = _toy_models(args.world, args.ddpm)
     try:
         keep = keep_prompt_pairs(args.keep or [], TOY_EDITS[args.edit]["attribute"] if args.edit else None)

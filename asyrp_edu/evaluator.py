@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import toy
-from .checks import check_images, check_output_file
+from .checks import check_images, check_output_path
 from .models import TOY_EVALUATOR_FILE, load_checked, load_weights, save_safetensors_atomic
 
 
@@ -58,7 +58,7 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def train_evaluator(out: Path, steps: int = 2500, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
                     progress: bool = True) -> tuple[AttributeNet, list[float]]:
     """Train the judge on fresh generator images (never on model samples) and save it as safetensors."""
-    check_output_file(out, "toy_evaluator.safetensors")
+    check_output_path(out, "toy_evaluator.safetensors")
     torch.manual_seed(seed)
     net = AttributeNet()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import toy
-from .checks import check_output_file
+from .checks import check_output_path
 from .models import save_safetensors_atomic
 from .tiny_clip import GROUPS, PHRASES, TINY_CLIP_CONFIG, TinyClip, augment, build_tiny_clip, direction_crosstalk, \
     get_tokenizer, zero_shot_accuracy
@@ -122,7 +122,7 @@ def train_tiny_clip(out: Path, steps: int = 400, batch_size: int = 128, lr: floa
     """Contrastive training on fresh toy faces (twin pairs, random-subset captions); saves safetensors + config."""
     if batch_size < 2:
         raise ValueError(f"batch_size={batch_size}: each batch holds pairs of twin faces, so it needs at least 2")
-    check_output_file(out, "toy_clip.safetensors")
+    check_output_path(out, "toy_clip.safetensors")
     torch.manual_seed(seed)
     config = config or TINY_CLIP_CONFIG
     model, tokenizer = build_tiny_clip(config), get_tokenizer(config["text_cfg"]["context_length"])
@@ -176,9 +176,6 @@ def train_tiny_clip(out: Path, steps: int = 400, batch_size: int = 128, lr: floa
 
 def _cmd_train_clip(args: argparse.Namespace) -> None:
     """`asyrp-edu train-clip`: train, save, then print zero-shot accuracy and how clean the text directions are."""
-    from .cli_editors import check_output_parent
-
-    check_output_parent(args.out)
     clip, losses = train_tiny_clip(Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                    seed=args.seed)
     report = {"final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
