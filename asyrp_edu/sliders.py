@@ -8,8 +8,8 @@ import ipywidgets as W
 import torch
 import traitlets
 
-from .widgets import DISPLAY_WIDTH, STRENGTH_RANGE, Scene, check_edit, make_scene, load_user_image, render_mix, \
-    render_scrubber, render_strength, render_t_edit, timestep_of, to_png
+from .widgets import DISPLAY_WIDTH, STRENGTH_RANGE, Scene, check_edit, load_user_image, lowest_t_edit, make_scene, \
+    render_mix, render_scrubber, render_strength, render_t_edit, timestep_of, to_png
 
 
 class _Rejecting:
@@ -106,8 +106,8 @@ def t_edit_widget(scene: Scene, edit: str | None = None) -> W.VBox:
     """(c) Where the editing interval ends: small t_edit edits longer, large t_edit shorter."""
     edit = _chosen_edit(scene, edit)
     start = scene.editors[edit][1].t_edit
-    t_edit = CheckedIntSlider(value=start, min=scene.t_boost, max=scene.schedule.T - 1, step=20, description="t_edit",
-                              continuous_update=live(scene))
+    t_edit = CheckedIntSlider(value=start, min=lowest_t_edit(scene, edit), max=scene.schedule.T - 1, step=20,
+                              description="t_edit", continuous_update=live(scene))
     return _panel(lambda: render_t_edit(scene, edit, t_edit.value), [t_edit])
 
 

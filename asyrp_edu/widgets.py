@@ -126,9 +126,15 @@ def render_mix(scene: Scene, coefficients: dict[str, float]) -> torch.Tensor:
 
 def render_t_edit(scene: Scene, edit: str, t_edit: int, strength: float = 1.0) -> torch.Tensor:
     """(c) The same edit with a longer (small t_edit) or shorter (large t_edit) editing interval: (3, H, W)."""
-    # below t_boost the sampler adds fresh noise (quality boosting), so the slider starts there (0 in the toy world)
-    t_edit = int(check_value("t_edit", t_edit, scene.t_boost, scene.schedule.T - 1))
+    t_edit = int(check_value("t_edit", t_edit, lowest_t_edit(scene, edit), scene.schedule.T - 1))
     return render_strength(scene, edit, strength, t_edit)
+
+
+def lowest_t_edit(scene: Scene, edit: str) -> int:
+    """Where the t_edit slider starts: t_boost, below which the sampler adds fresh noise (quality boosting) that
+    would move with the slider (0 in the toy world), or the editor's own t_edit if that is lower."""
+    check_edit(scene, edit)
+    return min(scene.t_boost, scene.editors[edit][1].t_edit)
 
 
 def trajectories(scene: Scene, edit: str, strength: float = 1.0) -> dict[str, list[tuple[int, StepOutput]]]:

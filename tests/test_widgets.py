@@ -411,6 +411,8 @@ def test_t_edit_slider_starts_at_t_boost_and_runs_are_cached_per_t_boost(scene):
     from asyrp_edu import sliders
 
     assert sliders.t_edit_widget(boosted, "a").children[0].min == 300
+    # an editor trained to stop above t_boost keeps its own t_edit within reach (the scene's editors: t_edit 500)
+    assert widgets.lowest_t_edit(dataclasses.replace(scene, t_boost=600, cache={}), "a") == 500
     first = widgets.trajectories(boosted, "a", 1.0)["edited"][-1][1].prev_sample
     boosted.t_boost = 0
     again = widgets.trajectories(boosted, "a", 1.0)["edited"][-1][1].prev_sample
