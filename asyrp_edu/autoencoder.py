@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import toy
+from .checks import check_images
 from .models import load_checked, load_weights, save_safetensors_atomic, save_torch_atomic
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class LatentCodec(torch.nn.Module):
         """z = (E(x) − shift) · scale: the posterior mean (KL) or the pre-quantisation latent (VQ)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images (B, 3, H, W) in [-1, 1], got shape {tuple(images.shape)}")
+        check_images(images)  # finite and in [-1, 1]: 0…255 pixels would encode to nonsense latents
+        images = images.to(next(self.autoencoder.parameters()))  # toy faces are drawn on the CPU
         out = self.autoencoder.encode(images)
         # E(x): (B, C_z, H/f, W/f)
         latent = out.latents if self.is_vq else out.latent_dist.mean

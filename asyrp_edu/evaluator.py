@@ -102,8 +102,9 @@ class Evaluator:
     def __call__(self, images: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
         """Attributes of (B, 3, 32, 32) images in [-1, 1]."""
         check_images(images, size=toy.DEFAULT_SIZE)
-        out = torch.cat([self.net(images[i:i + batch_size].float().cpu())
-                         for i in range(0, len(images), batch_size)])
+        weights = next(self.net.parameters())  # the judge's device and dtype (CPU unless moved); readings come back
+        out = torch.cat([self.net(images[i:i + batch_size].to(weights)).to(images.device)  # on the images' device
+                         for i in range(0, len(images), batch_size)]).float()
         attrs = {k: out[:, i] for i, k in enumerate(toy.ATTRIBUTES)}
         attrs["glasses"] = (attrs["glasses"] > 0).float()
         return attrs

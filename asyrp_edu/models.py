@@ -114,6 +114,10 @@ def load_checked(path: Path | None, name: str, command: str,
         check_sha256(path, shipped_sha256(name), _HOW_TO_FIX.format(command=command))
     elif not Path(path).is_file():
         raise FileNotFoundError(f"no weights file at {path}; train one with `asyrp-edu {command}`")
+    elif Path(path).resolve().parent == WEIGHTS_DIR.resolve():  # a shipped file named by its path: checked too
+        manifest = json.loads(MANIFEST.read_text())
+        if Path(path).name in manifest:
+            check_sha256(Path(path), manifest[Path(path).name]["sha256"], _HOW_TO_FIX.format(command=command))
     from safetensors import SafetensorError
 
     try:

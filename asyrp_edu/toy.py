@@ -29,7 +29,9 @@ ALL_FIELDS = tuple(ATTRIBUTE_RANGES) + tuple(UNSEEN_ATTRIBUTES) + tuple(NUISANCE
 BINARY_ATTRIBUTES = ("glasses",)
 CONTINUOUS_ATTRIBUTES = tuple(a for a in ATTRIBUTES if a not in BINARY_ATTRIBUTES)
 DEFAULT_SIZE = 32
-HELDOUT_SEED_OFFSET = 1_000_000_007  # held-out images come from a seed stream disjoint from training
+# held-out images come from another seed stream: disjoint from training for the seeds the package uses (torch's CPU
+# generator keeps the low 32 bits of a seed, so a seed near 10⁹ or above 2**32 can meet the held-out stream)
+HELDOUT_SEED_OFFSET = 1_000_000_007
 
 
 def check_attribute_names(names) -> None:

@@ -112,3 +112,22 @@ def test_intervals_are_bounded_by_the_models_own_T(tiny_unet):
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
     models.save_safetensors_atomic({"w": torch.ones(2)}, tmp_path / "a.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
+
+
+def test_a_shipped_file_named_by_its_path_is_checked_too(tmp_path, monkeypatch):
+    """`--ddpm asyrp_edu/weights/toy_ddpm.safetensors` (or load_evaluator(path)) must not skip the sha256 check."""
+    from asyrp_edu import models
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    sha = models.save_safetensors_atomic({"w": torch.ones(3)}, weights / models.TOY_EVALUATOR_FILE)
+    (weights / "manifest.json").write_text(json.dumps({models.TOY_EVALUATOR_FILE: {"sha256": sha}}))
+    monkeypatch.setattr(models, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(models, "MANIFEST", weights / "manifest.json")
+    models.load_checked(weights / models.TOY_EVALUATOR_FILE, models.TOY_EVALUATOR_FILE, "train-evaluator")
+    models.save_safetensors_atomic({"w": torch.zeros(3)}, weights / models.TOY_EVALUATOR_FILE)  # tampered
+    with pytest.raises(ValueError, match="sha256"):
+        models.load_checked(weights / models.TOY_EVALUATOR_FILE, models.TOY_EVALUATOR_FILE, "train-evaluator")
+    other = tmp_path / "mine.safetensors"  # a file of one's own elsewhere is not held to the manifest
+    models.save_safetensors_atomic({"w": torch.zeros(3)}, other)
+    models.load_checked(other, models.TOY_EVALUATOR_FILE, "train-evaluator")

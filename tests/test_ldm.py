@@ -285,3 +285,15 @@ def test_a_pixel_ddpm_and_a_latent_one_are_not_taken_for_each_other():
         load_toy_ddpm(WEIGHTS_DIR / "toy_ldm.safetensors")
     with pytest.raises(ValueError, match="3 input channels, but the autoencoder's latents have 4"):
         load_toy_ldm(WEIGHTS_DIR / TOY_DDPM_FILE)
+
+
+def test_the_codec_refuses_images_it_would_encode_to_nonsense():
+    from asyrp_edu.autoencoder import load_toy_autoencoder
+
+    codec = load_toy_autoencoder()
+    faces = toy.sample(2, seed=0)[0]
+    with pytest.raises(ValueError, match=r"x / 127.5 - 1"):  # 0 … 255 pixels
+        codec.encode((faces + 1) * 127.5)
+    with pytest.raises(ValueError, match="NaN"):
+        codec.encode(faces * torch.nan)
+    assert codec.encode(faces.double()).dtype == torch.float32  # in the autoencoder's own dtype
