@@ -69,3 +69,64 @@ def test_a_venv_left_half_made_by_a_missing_ensurepip_does_not_block_the_rerun(b
     with pytest.raises(SystemExit, match="python3-venv"):
         bootstrap.ensure_venv("")
     assert not bootstrap.VENV.exists()  # so the rerun creates it again instead of calling it somebody else's
+
+
+def test_an_interrupted_creation_leaves_nothing_that_blocks_the_rerun(bootstrap, monkeypatch):
+    """Ctrl-C while .venv is made: removed; a half-made .venv of this script's (its marker) is made again."""
+    def interrupted(self, env_dir):
+        Path(env_dir, "bin").mkdir(parents=True, exist_ok=True)
+        Path(env_dir, "bin", "python").write_text("")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bootstrap, "_venv_works", lambda: False)
+    monkeypatch.setattr(bootstrap, "PYTHON", bootstrap.VENV / "bin" / "python")
+    monkeypatch.setattr(bootstrap, "MADE", bootstrap.VENV / ".asyrp_edu_made")
+    monkeypatch.setattr(bootstrap.venv.EnvBuilder, "create", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bootstrap.ensure_venv("")
+    assert not bootstrap.VENV.exists()
+    # killed after the marker, before pip: the rerun makes it again instead of calling it somebody else's
+    made = []
+    bootstrap.VENV.mkdir()
+    (bootstrap.VENV / "bin").mkdir()
+    (bootstrap.VENV / "bin" / "python").write_text("")
+    bootstrap.MADE.write_text("")
+    monkeypatch.setattr(bootstrap.venv.EnvBuilder, "create", lambda self, env_dir: made.append(env_dir))
+    monkeypatch.setattr(bootstrap, "_install_fingerprint", lambda: "f")
+    bootstrap.ensure_venv("")
+    assert made == [bootstrap.VENV] and bootstrap.installs[0] == "--default-pip"  # ensurepip, then the install
+
+
+def test_a_venv_of_an_older_python_is_remade_if_ours_and_named_if_not(bootstrap, monkeypatch):
+    (bootstrap.VENV / "pyvenv.cfg").write_text("home = /usr/bin\nversion = 3.10.12\n")
+    with pytest.raises(SystemExit, match="runs Python 3.10.*not made by this script"):
+        bootstrap.ensure_venv("")
+    monkeypatch.setattr(bootstrap, "STAMP", bootstrap.VENV / ".asyrp_edu_installed")
+    bootstrap.STAMP.write_text("old")
+    made = []
+    monkeypatch.setattr(bootstrap.venv.EnvBuilder, "create", lambda self, env_dir: made.append(env_dir))
+    monkeypatch.setattr(bootstrap, "_install_fingerprint", lambda: "f")
+    bootstrap.ensure_venv("")
+    assert made == [bootstrap.VENV]
+
+
+def test_the_commands_run_through_the_venvs_python(bootstrap, monkeypatch):
+    """A moved clone keeps bin/asyrp-edu pointing at the old folder: the demo goes through `python -m`; test paths
+    given after `test` narrow the run (pyproject's testpaths otherwise)."""
+    runs = []
+    monkeypatch.setattr(bootstrap, "ensure_venv", lambda extras: None)
+    monkeypatch.setattr(bootstrap.subprocess, "run", lambda cmd, **k: runs.append(cmd) or type("R", (), {"returncode": 0}))
+    bootstrap.main(["demo"])
+    bootstrap.main(["test", "tests/test_toy.py"])
+    assert runs[0][1:4] == ["-m", "asyrp_edu.cli", "demo"]
+    assert "tests/test_toy.py" in runs[1] and "tests" not in runs[1] and "notebooks" not in runs[1]
+
+
+def test_a_moved_venv_installs_again(bootstrap, monkeypatch, tmp_path):
+    """The editable install records the clone's folder, so the same .venv elsewhere must be installed into again."""
+    here = bootstrap._install_fingerprint()
+    moved = tmp_path / "moved" / ".venv"
+    moved.mkdir(parents=True)
+    (moved / "pyvenv.cfg").write_bytes((bootstrap.VENV / "pyvenv.cfg").read_bytes())
+    monkeypatch.setattr(bootstrap, "VENV", moved)
+    assert bootstrap._install_fingerprint() != here
