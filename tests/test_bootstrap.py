@@ -19,6 +19,7 @@ def bootstrap(tmp_path, monkeypatch):
     (venv / "pyvenv.cfg").write_text("version = 3.11.2\n")
     monkeypatch.setattr(module, "VENV", venv)
     monkeypatch.setattr(module, "STAMP", venv / ".asyrp_edu_installed")
+    monkeypatch.setattr(module, "MADE", venv / ".asyrp_edu_made")  # not the markers of the repository's own .venv
     monkeypatch.setattr(module, "_venv_works", lambda: True)
     module.installs = []
     monkeypatch.setattr(module.subprocess, "run", lambda cmd, check: module.installs.append(cmd[-1]))
@@ -80,7 +81,6 @@ def test_an_interrupted_creation_leaves_nothing_that_blocks_the_rerun(bootstrap,
 
     monkeypatch.setattr(bootstrap, "_venv_works", lambda: False)
     monkeypatch.setattr(bootstrap, "PYTHON", bootstrap.VENV / "bin" / "python")
-    monkeypatch.setattr(bootstrap, "MADE", bootstrap.VENV / ".asyrp_edu_made")
     monkeypatch.setattr(bootstrap.venv.EnvBuilder, "create", interrupted)
     with pytest.raises(KeyboardInterrupt):
         bootstrap.ensure_venv("")
