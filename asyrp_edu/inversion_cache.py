@@ -26,6 +26,11 @@ def unet_fingerprint(unet) -> str:
     return key.hexdigest()[:16]
 
 
+def schedule_fingerprint(schedule: Schedule) -> str:
+    """A short hash of a noise schedule's alpha_bar: the same x_0 gives another x_T (and another run) under another."""
+    return hashlib.sha256(schedule.alpha_bar.detach().double().cpu().numpy().tobytes()).hexdigest()[:16]
+
+
 def _read_cached_x_T(path: Path, shape: torch.Size) -> torch.Tensor | None:
     """A cached x_T of this shape, or None (with a warning when a file is there but damaged, so it is remade)."""
     if not path.is_file():
@@ -57,7 +62,7 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
     # everything x_T depends on: model, images (values and shape), schedule, steps, iterations, pixels or latents
     key.update(images.detach().float().cpu().numpy().tobytes())
     key.update(f"shape={tuple(images.shape)} latent={codec is not None}".encode())
-    key.update(schedule.alpha_bar.detach().double().cpu().numpy().tobytes())
+    key.update(schedule_fingerprint(schedule).encode())
     key.update(str(num_steps).encode())
     if fixed_point_iters:
         key.update(f"fixed_point_iters={fixed_point_iters}".encode())

@@ -16,7 +16,8 @@ from .checks import check_resumable, load_training_state
 from .ddim import Schedule, ddim_step, predict_x0
 from .delta_block import DeltaBlock, check_compatible
 from .hspace import asymmetric_eps, asymmetric_step, h_shape, temb_dim
-from .inversion_cache import cached_inversion, unet_fingerprint  # noqa: F401 (also imported from here)
+from .inversion_cache import (cached_inversion, schedule_fingerprint,  # noqa: F401 (also imported from here)
+                              unet_fingerprint)
 from .intervals import check_intervals
 from .losses import asyrp_loss, check_prompts, default_lambda_recon, text_direction
 from .models import load_checked, save_safetensors_atomic, save_torch_atomic
@@ -149,7 +150,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
     clip_model = getattr(clip, "model", clip)  # TinyClip and load_clip's encoders wrap an open_clip model
     run = {**asdict(config), "n_images": len(images), "unet": unet_fingerprint(unet), "latent": codec is not None,
            "images": hashlib.sha256(images.detach().cpu().float().numpy().tobytes()).hexdigest()[:16],
-           "schedule": hashlib.sha256(schedule.alpha_bar.double().cpu().numpy().tobytes()).hexdigest()[:16],
+           "schedule": schedule_fingerprint(schedule),
            "clip": unet_fingerprint(clip_model) if isinstance(clip_model, torch.nn.Module) else None,
            "autoencoder": unet_fingerprint(codec) if codec is not None else None}
     run.pop("epochs")
