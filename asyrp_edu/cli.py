@@ -79,6 +79,13 @@ def _cmd_measure(args: argparse.Namespace) -> None:
     from .evaluator import evaluator_accuracy, load_evaluator
     from .quality import reconstruction_mse, sample_marginals
 
+    given = [flag for flag, value in (("--heldout", args.heldout), ("--inversion-steps", args.inversion_steps))
+             if value is not None]
+    if args.world == "toy-ldm" and given:  # refused, not ignored: the numbers would not be what was asked for
+        raise SystemExit(f"{' and '.join(given)} set the pixel DDPM's inversion check; --world toy-ldm measures its "
+                         "autoencoder on 256 held-out faces instead: drop them")
+    heldout = 64 if args.heldout is None else args.heldout
+    inversion_steps = 40 if args.inversion_steps is None else args.inversion_steps
     judge = load_evaluator(args.evaluator)
     if args.world == "toy-ldm":
         from .autoencoder import autoencoder_mse
@@ -95,13 +102,11 @@ def _cmd_measure(args: argparse.Namespace) -> None:
         report = {
             "evaluator_on_generator_images": evaluator_accuracy(judge, n=1024),
             "sample_marginals": sample_marginals(unet, schedule, judge, n=args.samples, num_steps=args.sample_steps),
-            "reconstruction": {"n": args.heldout, "steps": args.inversion_steps,
+            "reconstruction": {"n": heldout, "steps": inversion_steps,
                                "fixed_point_iters": INVERSION_FIXED_POINT_ITERS,
-                               "mse": reconstruction_mse(unet, schedule, n=args.heldout,
-                                                         num_steps=args.inversion_steps),
+                               "mse": reconstruction_mse(unet, schedule, n=heldout, num_steps=inversion_steps),
                                "mse_plain_ddim_inversion": reconstruction_mse(
-                                   unet, schedule, n=args.heldout, num_steps=args.inversion_steps,
-                                   fixed_point_iters=0)},
+                                   unet, schedule, n=heldout, num_steps=inversion_steps, fixed_point_iters=0)},
         }
     report["max_marginal_gap"] = max(v["max_gap"] for v in report["sample_marginals"].values())
     print(json.dumps(report, indent=2))
@@ -115,12 +120,14 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
         raise SystemExit("give --text-cosine, or both --source and --target prompts")
     if args.text_cosine is not None and (args.source or args.target):
         raise SystemExit("--text-cosine replaces the prompts' cosine; give one or the other")
+    world_only = [flag for flag, value in (("--n", args.n), ("--stride", args.stride), ("--cache-dir", args.cache_dir),
+                                           ("--along", args.along)) if value is not None]
+    if world_only and not args.world:  # refused, not ignored: they only shape the tables --world measures
+        raise SystemExit(f"{', '.join(world_only)} set how --world measures its own tables; give --world too")
     if args.cache_dir:
         from .checks import check_output_path
 
         check_output_path(args.cache_dir, folder=True)
-    if args.along != "noised" and not args.world:
-        raise SystemExit("--along chooses how --world measures its own tables; give --world too")
     if args.world and (args.edit_table or args.boost_table):
         raise SystemExit("--world measures its own tables; drop --edit-table/--boost-table, or drop --world")
     world = None
@@ -132,9 +139,10 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
             # (a given text cosine needs no CLIP, so none is loaded: offline, its weights may be missing)
             world = load_world(args.world, **({"clip": None} if args.text_cosine is not None else {}))
         cache_dir = settings.cache_dir(args.cache_dir)
-        edit, boost = world.measure_tables(n=args.n, stride=args.stride, cache_dir=cache_dir, along=args.along)
-        print(f"{world.name}: distance tables on {args.n} images, every {args.stride}th t, x_t "
-              f"{'along the DDIM inversion' if args.along == 'inversion' else 'noised afresh'} (cached in "
+        n, stride, along = args.n or 16, args.stride or 10, args.along or "noised"
+        edit, boost = world.measure_tables(n=n, stride=stride, cache_dir=cache_dir, along=along)
+        print(f"{world.name}: distance tables on {n} images, every {stride}th t, x_t "
+              f"{'along the DDIM inversion' if along == 'inversion' else 'noised afresh'} (cached in "
               f"{cache_dir})")
     else:
         edit = DistanceTable.read(args.edit_table) if args.edit_table else reference_table(args.dataset, "x0_t")
@@ -173,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluator", default=None, help="a judge to use instead of the shipped one")
     p.add_argument("--samples", type=positive_int, default=512)
     p.add_argument("--sample-steps", type=step_count, default=50)
-    p.add_argument("--heldout", type=positive_int, default=64, help="--world toy only: faces to invert")
-    p.add_argument("--inversion-steps", type=step_count, default=40, help="--world toy only")
+    p.add_argument("--heldout", type=positive_int, help="--world toy only: faces to invert (default 64)")
+    p.add_argument("--inversion-steps", type=step_count, help="--world toy only (default 40)")
     p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("intervals", help="t_edit (LPIPS editing strength) and t_boost (quality deficiency)")
@@ -187,10 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target")
     p.add_argument("--world", help="measure this model's own tables instead: toy (the toy distance), a real world "
                                    "name or model folder (LPIPS on the model's samples)")
-    p.add_argument("--n", type=positive_int, default=16, help="--world: images to measure on")
-    p.add_argument("--stride", type=positive_int, default=10, help="--world: measure every stride-th t")
+    p.add_argument("--n", type=positive_int, help="--world: images to measure on (default 16)")
+    p.add_argument("--stride", type=positive_int, help="--world: measure every stride-th t (default 10)")
     # the choices are intervals.ALONG, spelled out so that building the parser does not import torch
-    p.add_argument("--along", choices=("noised", "inversion"), default="noised",
+    p.add_argument("--along", choices=("noised", "inversion"),
                    help="--world: x_t noised afresh for every t (default), or along each image's DDIM inversion "
                         "(how the authors measured their tables)")
     p.add_argument("--cache-dir", default=None,

@@ -168,21 +168,26 @@ def compute_tables(eps_model: Callable, images: torch.Tensor, schedule: Schedule
     return DistanceTable(ts, d_p), DistanceTable(ts, d_x)
 
 
-def _table_paths(cache_dir: str | Path, model_key: str, distance_name: str, stride: int, seed: int,
-                 images: torch.Tensor | None, images_key: str | None, along: str = "noised") -> tuple[Path, Path]:
+def _table_paths(cache_dir: str | Path, model_key: str, schedule: Schedule, distance_name: str, stride: int,
+                 seed: int, images: torch.Tensor | None, images_key: str | None,
+                 along: str = "noised") -> tuple[Path, Path]:
     """Where `cached_tables` keeps one measurement: (P_t table, x_t table), named by a hash of everything it used."""
-    # (the noised tables keep the names they had before `along` existed)
-    key = hashlib.sha256(f"{model_key}|{distance_name}|stride={stride}|seed={seed}".encode()
-                         + (b"" if along == "noised" else f"|along={along}".encode()))
+    from .inversion_cache import schedule_fingerprint  # (imported here: inversion_cache imports ddim, as we do)
+
+    # the schedule too: the same U-Net under another alpha_bar noises x_0 differently, and so measures other tables
+    key = hashlib.sha256(f"{model_key}|schedule={schedule_fingerprint(schedule)}|{distance_name}|stride={stride}|"
+                         f"seed={seed}|along={along}".encode())
     key.update(images_key.encode() if images_key is not None else images.detach().float().cpu().numpy().tobytes())
     stem = f"distance_{key.hexdigest()[:20]}"
     return Path(cache_dir) / f"{stem}_x0_t.tsv", Path(cache_dir) / f"{stem}_x.tsv"
 
 
-def read_cached_tables(cache_dir: str | Path, model_key: str, distance_name: str, images_key: str, stride: int = 10,
-                       seed: int = 0, along: str = "noised") -> tuple[DistanceTable, DistanceTable] | None:
+def read_cached_tables(cache_dir: str | Path, model_key: str, schedule: Schedule, distance_name: str,
+                       images_key: str, stride: int = 10, seed: int = 0,
+                       along: str = "noised") -> tuple[DistanceTable, DistanceTable] | None:
     """The tables `cached_tables` measured before with these settings, or None: looks, never measures."""
-    return _read_pair(*_table_paths(cache_dir, model_key, distance_name, stride, seed, None, images_key, along))
+    return _read_pair(*_table_paths(cache_dir, model_key, schedule, distance_name, stride, seed, None, images_key,
+                                    along))
 
 
 def _read_pair(p_path: Path, x_path: Path) -> tuple[DistanceTable, DistanceTable] | None:
@@ -208,14 +213,14 @@ def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch
                   distance_name: str = "toy", stride: int = 10, seed: int = 0, progress: bool = True,
                   images_key: str | None = None, along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
     """`compute_tables`, read back from cache_dir when the same model, images, distance, stride and seed were measured
-    before. model_key names the model (e.g. `unet_fingerprint`); the two tables are TSVs in the authors' format,
-    each written atomically, and only a pair of both counts as cached.
+    before. model_key names the model (e.g. `unet_fingerprint`; the schedule is added to the key here); the two
+    tables are TSVs in the authors' format, each written atomically, and only a pair of both counts as cached.
 
     images_key: names the images instead of their bytes; images may then be a function, called only when measuring
     (a real model's own samples take minutes to draw)."""
     if images_key is None and callable(images):
         raise ValueError("images given as a function need an images_key that names them (e.g. 'samples n=16 seed=0')")
-    p_path, x_path = _table_paths(cache_dir, model_key, distance_name, stride, seed,
+    p_path, x_path = _table_paths(cache_dir, model_key, schedule, distance_name, stride, seed,
                                   None if images_key is not None else images, images_key, along)
     cached = _read_pair(p_path, x_path)
     if cached is not None:

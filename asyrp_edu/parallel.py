@@ -50,6 +50,16 @@ class ProcessGroup:
                 p.grad.mul_(weight)
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
+    def broadcast_from_main(self, module: torch.nn.Module) -> None:
+        """θ_r ← θ_0 for every parameter and buffer: all processes start from rank 0's module (one handed in by the
+        caller may have been initialised differently in each process)."""
+        if self.size == 1:
+            return
+        import torch.distributed as dist
+
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
     def barrier(self) -> None:
         """Wait until every process gets here (e.g. until rank 0 has written a checkpoint)."""
         if self.size > 1:

@@ -162,6 +162,7 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
         done = int(state["batches_done"])
     # data-parallel over images under `accelerate launch` / torchrun; else a group of one
     group = process_group(images.device)
+    group.broadcast_from_main(editor)  # the same f_t everywhere, also when the caller's was made per process
     batches = [slice(i, i + config.batch_size) for i in range(0, len(images), config.batch_size)]
     own = sorted(i for b in batches for i in group.shard(b, len(images)))  # the images this process edits
     position = {i: k for k, i in enumerate(own)}

@@ -104,8 +104,8 @@ class World:
 
         folder, model_key = settings.cache_dir(cache_dir), self._fingerprint()
         for way in ("inversion", "noised") if along is None else (along,):
-            tables = read_cached_tables(folder, model_key, OWN_TABLES_DISTANCE, self._own_samples_key(n), stride,
-                                        along=way)
+            tables = read_cached_tables(folder, model_key, self.schedule, OWN_TABLES_DISTANCE,
+                                        self._own_samples_key(n), stride, along=way)
             if tables is not None:
                 return tables
         return None

@@ -23,6 +23,12 @@ def test_demo_writes_the_figure_of_the_readme(tmp_path, capsys, monkeypatch):
         main(["demo", "--out", str(tmp_path / "demo.jpq")])  # a typo, also refused before the work
 
 
+@pytest.mark.parametrize("flags", [["--heldout", "4"], ["--inversion-steps", "5"]])
+def test_measure_of_the_toy_ldm_refuses_the_pixel_inversion_flags(flags):
+    with pytest.raises(SystemExit, match=f"{flags[0]} set the pixel DDPM's inversion check; --world toy-ldm"):
+        main(["measure", "--world", "toy-ldm", *flags])  # refused, not silently ignored
+
+
 def test_measure_reports_the_toy_ddpm(capsys):
     main(["measure", "--samples", "16", "--sample-steps", "5", "--heldout", "4", "--inversion-steps", "5"])
     report = json.loads(capsys.readouterr().out)

@@ -152,6 +152,9 @@ def test_tables_are_cached_per_model_and_read_back_exactly(tmp_path):
     assert eps.calls == 18  # another model is measured anew
     cached_tables(eps, images[:2], schedule, tmp_path, "model-a", stride=100, progress=False)
     assert eps.calls == 27  # so are other images
+    other_schedule = Schedule.linear(beta_end=0.012)
+    assert cached_tables(eps, images, other_schedule, tmp_path, "model-a", stride=100, progress=False) != first
+    assert eps.calls == 36  # and the same model under another noise schedule
 
 
 def test_half_a_cached_pair_is_measured_again(tmp_path):
@@ -397,7 +400,8 @@ def test_cli_measures_a_worlds_tables(capsys, tmp_path):
           "--text-cosine", "0.4", "--along", "inversion"])
     assert "along the DDIM inversion" in capsys.readouterr().out
     assert len(list(tmp_path.glob("distance_*.tsv"))) == 4  # a pair of its own, not the noised pair read back
-    with pytest.raises(SystemExit, match="give --world too"):
-        main(["intervals", "--text-cosine", "0.4", "--along", "inversion"])
+    for world_only in (["--along", "inversion"], ["--n", "2"], ["--stride", "5"], ["--cache-dir", str(tmp_path)]):
+        with pytest.raises(SystemExit, match=f"{world_only[0]} set how --world measures its own tables; give --world"):
+            main(["intervals", "--text-cosine", "0.4", *world_only])  # refused: the authors' table ignores them
     with pytest.raises(SystemExit, match="drop --edit-table"):
         main(["intervals", "--world", "toy", "--edit-table", "x.tsv", "--text-cosine", "0.4"])

@@ -27,3 +27,11 @@ def test_ipynb_twin_matches_source_and_has_no_outputs(source):
         f"{twin.name} and {source.name} drifted apart: edit the .py, then `jupytext --sync` and commit both")
     for cell in from_ipynb.cells:
         assert not cell.get("outputs") and cell.get("execution_count") is None, f"{twin.name} has saved outputs"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_colab_opens_each_notebook_on_a_gpu_runtime(source):
+    """The Colab badges open notebooks that also run the real world: their metadata asks Colab for a GPU runtime
+    (when none is free, Colab offers to connect without one, and the toy world runs there)."""
+    metadata = nbformat.read(source.with_suffix(".ipynb"), as_version=4).metadata
+    assert metadata.get("accelerator") == "GPU" and metadata.get("colab", {}).get("gpuType"), metadata

@@ -107,11 +107,14 @@ def test_the_trainer_weights_each_process_by_its_share_of_the_batch(tiny_unet, t
     from asyrp_edu.ddim import Schedule
     from asyrp_edu.train_asyrp import EditorConfig, train_editor
 
-    shares = []
+    shares, broadcast = [], []
 
     class RankZeroOfThree(ProcessGroup):
         def average_gradients(self, module, share=None):
             shares.append(share)
+
+        def broadcast_from_main(self, module):
+            broadcast.append(module)
 
         def barrier(self):
             pass
@@ -129,6 +132,20 @@ def test_the_trainer_weights_each_process_by_its_share_of_the_batch(tiny_unet, t
     train_editor(tiny_unet.requires_grad_(False), Schedule.linear(), MeanColourClip(), images, config, tmp_path,
                  progress=False)
     assert shares == [6 / 16]  # one batch, one edited step (t = 750)
+    assert len(broadcast) == 1  # every process starts from rank 0's f_t
+
+
+def test_broadcast_gives_every_process_rank_zeros_parameters_and_buffers(monkeypatch):
+    import torch.distributed as dist
+
+    module = torch.nn.BatchNorm1d(2)  # parameters (weight, bias) and buffers (running mean and variance, count)
+    sent = []
+    monkeypatch.setattr(dist, "broadcast", lambda tensor, src: sent.append((tensor, src)))
+    ProcessGroup(rank=1, size=2).broadcast_from_main(module)
+    assert len(sent) == 5 and all(src == 0 for _, src in sent)
+    assert {t.data_ptr() for t, _ in sent} == {t.data_ptr() for t in [*module.parameters(), *module.buffers()]}
+    ProcessGroup().broadcast_from_main(module)  # a group of one sends nothing
+    assert len(sent) == 5
 
 
 @pytest.mark.parametrize("device, cuda_present, backend", [("cpu", True, "gloo"), ("cuda:0", True, "nccl"),
