@@ -132,14 +132,16 @@ def _cmd_intervals(args: argparse.Namespace) -> None:
         raise SystemExit("--world measures its own tables; drop --edit-table/--boost-table, or drop --world")
     world = None
     if args.world:  # measure the model's own tables (progress bar), cached in --cache-dir for the next call
-        from .world import load_world
+        from .world import OWN_TABLES_N, OWN_TABLES_STRIDE, load_world
 
         with warnings.catch_warnings():  # the warning says to measure, which is what this command does
             warnings.simplefilter("ignore", UserWarning)
             # (a given text cosine needs no CLIP, so none is loaded: offline, its weights may be missing)
             world = load_world(args.world, **({"clip": None} if args.text_cosine is not None else {}))
         cache_dir = settings.cache_dir(args.cache_dir)
-        n, stride, along = args.n or 16, args.stride or 10, args.along or "noised"
+        n = OWN_TABLES_N if args.n is None else args.n  # the defaults are the ones load_world finds tables for
+        stride = OWN_TABLES_STRIDE if args.stride is None else args.stride
+        along = "noised" if args.along is None else args.along
         edit, boost = world.measure_tables(n=n, stride=stride, cache_dir=cache_dir, along=along)
         print(f"{world.name}: distance tables on {n} images, every {stride}th t, x_t "
               f"{'along the DDIM inversion' if along == 'inversion' else 'noised afresh'} (cached in "
@@ -195,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target")
     p.add_argument("--world", help="measure this model's own tables instead: toy (the toy distance), a real world "
                                    "name or model folder (LPIPS on the model's samples)")
-    p.add_argument("--n", type=positive_int, help="--world: images to measure on (default 16)")
+    p.add_argument("--n", type=positive_int, help="--world: images to measure on (default 16, the number "
+                                                  "load_world looks for)")
     p.add_argument("--stride", type=positive_int, help="--world: measure every stride-th t (default 10)")
     # the choices are intervals.ALONG, spelled out so that building the parser does not import torch
     p.add_argument("--along", choices=("noised", "inversion"),

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .ddim import Schedule, ddim_inversion_step, predict_x0, q_sample, unet_noise_model
+from .inversion_cache import schedule_fingerprint
 from .models import atomic_write
 
 EDIT_STRENGTH_FACTOR = 0.33  # LPIPS(x0, P_t) ≥ 0.33 · cos(text) picks t_edit
@@ -172,8 +173,6 @@ def _table_paths(cache_dir: str | Path, model_key: str, schedule: Schedule, dist
                  seed: int, images: torch.Tensor | None, images_key: str | None,
                  along: str = "noised") -> tuple[Path, Path]:
     """Where `cached_tables` keeps one measurement: (P_t table, x_t table), named by a hash of everything it used."""
-    from .inversion_cache import schedule_fingerprint  # (imported here: inversion_cache imports ddim, as we do)
-
     # the schedule too: the same U-Net under another alpha_bar noises x_0 differently, and so measures other tables
     key = hashlib.sha256(f"{model_key}|schedule={schedule_fingerprint(schedule)}|{distance_name}|stride={stride}|"
                          f"seed={seed}|along={along}".encode())
@@ -212,9 +211,10 @@ def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch
                   cache_dir: str | Path, model_key: str, distance: Distance = toy_perceptual_distance,
                   distance_name: str = "toy", stride: int = 10, seed: int = 0, progress: bool = True,
                   images_key: str | None = None, along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
-    """`compute_tables`, read back from cache_dir when the same model, images, distance, stride and seed were measured
-    before. model_key names the model (e.g. `unet_fingerprint`; the schedule is added to the key here); the two
-    tables are TSVs in the authors' format, each written atomically, and only a pair of both counts as cached.
+    """`compute_tables`, read back from cache_dir when the same model, schedule, images, distance, stride, seed and
+    way (along) were measured before. model_key names the model (e.g. `unet_fingerprint`; the schedule is added to
+    the key here); the two tables are TSVs in the authors' format, each written atomically, and only a pair of both
+    counts as cached.
 
     images_key: names the images instead of their bytes; images may then be a function, called only when measuring
     (a real model's own samples take minutes to draw)."""
@@ -262,7 +262,8 @@ def toy_tables(unet, schedule: Schedule, n: int = 32, stride: int = 10, seed: in
                along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
     """The toy model's (P_t, x_t) distance tables on n held-out faces, on LPIPS's scale (× TOY_DISTANCE_SCALE).
 
-    cache_dir: keep them there (`cached_tables`), keyed by the model's weights, and read them back next time."""
+    cache_dir: keep them there (`cached_tables`, keyed by the weights, the schedule and every setting), and read
+    them back next time."""
     from . import toy
     from .inversion_cache import unet_fingerprint
 

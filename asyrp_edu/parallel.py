@@ -60,6 +60,18 @@ class ProcessGroup:
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor.data, src=0)
 
+    def same_everywhere(self, value: int, device: torch.device | None = None) -> bool:
+        """Whether every process holds the same whole number (e.g. the batches a resumed run has done); device: where
+        the group's tensors live (a GPU for NCCL)."""
+        if self.size == 1:
+            return True
+        import torch.distributed as dist
+
+        # max(v) = −max(−v) = min(v) only when all are equal
+        extremes = torch.tensor([value, -value], dtype=torch.float64, device=device)
+        dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+        return bool(extremes[0] == -extremes[1])
+
     def barrier(self) -> None:
         """Wait until every process gets here (e.g. until rank 0 has written a checkpoint)."""
         if self.size > 1:

@@ -154,14 +154,17 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
            "clip": unet_fingerprint(clip_model) if isinstance(clip_model, torch.nn.Module) else None,
            "autoencoder": unet_fingerprint(codec) if codec is not None else None}
     run.pop("epochs")
+    # data-parallel over images under `accelerate launch` / torchrun; else a group of one
+    group = process_group(images.device)
     if resume and state_path.is_file():
         state = load_training_state(state_path, ("editor", "optimizer", "batches_done"))
         check_same_run(json.loads(state.get("run", "null")), run, state_path)
         editor.load_state_dict(state["editor"])
         optimizer.load_state_dict(state["optimizer"])
         done = int(state["batches_done"])
-    # data-parallel over images under `accelerate launch` / torchrun; else a group of one
-    group = process_group(images.device)
+    if not group.same_everywhere(done, images.device):  # else their loops differ and the gradient exchange hangs
+        raise RuntimeError(f"the {group.size} processes resumed from different points ({state_path} is not the same "
+                           "file for all of them): give them one --out folder on a shared disk, or pass --no-resume")
     group.broadcast_from_main(editor)  # the same f_t everywhere, also when the caller's was made per process
     batches = [slice(i, i + config.batch_size) for i in range(0, len(images), config.batch_size)]
     own = sorted(i for b in batches for i in group.shard(b, len(images)))  # the images this process edits

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 TOY = "toy"
 OWN_TABLES_DISTANCE = "lpips-alex"  # the distance a real world's own tables are measured and cached with
+OWN_TABLES_N, OWN_TABLES_STRIDE = 16, 10  # the defaults: images and t-stride of the tables load_world looks for
 # The prompts the authors trained their CelebA-HQ editors with (their configs), for t_edit and λ_recon.
 OFFICIAL_PROMPTS: dict[str, tuple[str, str]] = {
     "smiling": ("face", "smiling face"), "pixar": ("human", "3d render in the style of Pixar"),
@@ -67,7 +68,7 @@ class World:
             self.edit_table, self.boost_table = self.make_tables()
         return self.edit_table, self.boost_table
 
-    def measure_tables(self, n: int = 16, stride: int = 10, cache_dir: str | Path | None = None,
+    def measure_tables(self, n: int = OWN_TABLES_N, stride: int = OWN_TABLES_STRIDE, cache_dir: str | Path | None = None,
                        progress: bool = True, along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
         """Measure this model's own (edit, boost) tables on n images and use them from now on (cached in cache_dir,
         by default `settings.cache_dir()`): the toy distance on held-out faces (toy world), LPIPS on the model's own
@@ -96,7 +97,7 @@ class World:
         self.edit_table, self.boost_table = tables
         return tables
 
-    def cached_own_tables(self, n: int = 16, stride: int = 10, cache_dir: str | Path | None = None,
+    def cached_own_tables(self, n: int = OWN_TABLES_N, stride: int = OWN_TABLES_STRIDE, cache_dir: str | Path | None = None,
                           along: str | None = None) -> tuple[DistanceTable, DistanceTable] | None:
         """A real world's own tables if `measure_tables(n, stride, cache_dir, along=along)` measured them before,
         else None; along=None takes those along the inversion (the authors' way) where both were measured."""

@@ -286,7 +286,8 @@ def test_measuring_with_a_given_text_cosine_loads_no_clip(tmp_path, monkeypatch)
     monkeypatch.setattr(world.World, "measure_tables", lambda self, **k: asked.append(k) or
                         (reference_table("celeba", "x0_t"), reference_table("celeba", "x")))
     main(["intervals", "--world", str(tmp_path / "model"), "--text-cosine", "0.5", "--cache-dir", str(tmp_path)])
-    assert len(asked) == 1
+    # the defaults are those load_world looks for (measured at others, the tables would never be found again)
+    assert asked == [{"n": 16, "stride": 10, "cache_dir": tmp_path, "along": "noised"}]
 
 
 def test_a_real_world_loads_its_own_tables_once_measured(tmp_path, monkeypatch):

@@ -20,6 +20,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class _MeanColourClip:
+    """A stand-in CLIP: two prompts, images encoded by their mean colour."""
+
+    def encode_text(self, prompts):
+        return torch.eye(3)[[("red", "green").index(p) for p in prompts]]
+
+    def encode_image(self, images):
+        return torch.nn.functional.normalize(images.mean(dim=(2, 3)) + 1.5, dim=-1)
+
+
 def test_shards_split_each_batch_and_refuse_too_small_batches():
     two = [ProcessGroup(0, 2), ProcessGroup(1, 2)]
     assert [g.shard(slice(0, 4), 6) for g in two] == [[0, 2], [1, 3]]
@@ -107,32 +117,57 @@ def test_the_trainer_weights_each_process_by_its_share_of_the_batch(tiny_unet, t
     from asyrp_edu.ddim import Schedule
     from asyrp_edu.train_asyrp import EditorConfig, train_editor
 
-    shares, broadcast = [], []
+    shares, calls = [], []
 
     class RankZeroOfThree(ProcessGroup):
         def average_gradients(self, module, share=None):
             shares.append(share)
+            calls.append("average")
 
         def broadcast_from_main(self, module):
-            broadcast.append(module)
+            calls.append(module)
+
+        def same_everywhere(self, value, device=None):
+            return True
 
         def barrier(self):
             pass
 
-    class MeanColourClip:
-        def encode_text(self, prompts):
-            return torch.eye(3)[[("red", "green").index(p) for p in prompts]]
-
-        def encode_image(self, images):
-            return torch.nn.functional.normalize(images.mean(dim=(2, 3)) + 1.5, dim=-1)
-
     monkeypatch.setattr(train_asyrp, "process_group", lambda device=None: RankZeroOfThree(0, 3))
     config = EditorConfig("red", "green", t_edit=700, num_steps=4, batch_size=16, lr=1e-2)
     images = torch.rand(16, 3, 16, 16) * 2 - 1
-    train_editor(tiny_unet.requires_grad_(False), Schedule.linear(), MeanColourClip(), images, config, tmp_path,
-                 progress=False)
+    result = train_editor(tiny_unet.requires_grad_(False), Schedule.linear(), _MeanColourClip(), images, config,
+                          tmp_path, progress=False)
     assert shares == [6 / 16]  # one batch, one edited step (t = 750)
-    assert len(broadcast) == 1  # every process starts from rank 0's f_t
+    assert calls == [result.editor, "average"]  # every process starts from rank 0's f_t, before the first update
+
+
+def test_processes_that_resumed_from_different_points_are_stopped(tiny_unet, tmp_path, monkeypatch):
+    import asyrp_edu.train_asyrp as train_asyrp
+    from asyrp_edu.ddim import Schedule
+    from asyrp_edu.train_asyrp import EditorConfig, train_editor
+
+    class DisagreeingGroup(ProcessGroup):
+        def same_everywhere(self, value, device=None):
+            return False
+
+    monkeypatch.setattr(train_asyrp, "process_group", lambda device=None: DisagreeingGroup(1, 2))
+    config = EditorConfig("red", "green", t_edit=700, num_steps=4, batch_size=4)
+    with pytest.raises(RuntimeError, match="resumed from different points.*--no-resume"):
+        train_editor(tiny_unet.requires_grad_(False), Schedule.linear(), _MeanColourClip(),
+                     torch.rand(4, 3, 16, 16) * 2 - 1, config, tmp_path, progress=False)
+
+
+def test_same_everywhere_compares_the_largest_and_the_smallest_value(monkeypatch):
+    import torch.distributed as dist
+
+    others = {"agree": 5.0, "ahead": 9.0}
+    for case, expected in (("agree", True), ("ahead", False)):
+        # all_reduce(MAX) stands in for a second process holding others[case]
+        monkeypatch.setattr(dist, "all_reduce", lambda t, op=None: t.copy_(torch.maximum(
+            t, torch.tensor([others[case], -others[case]], dtype=t.dtype))))
+        assert ProcessGroup(0, 2).same_everywhere(5) is expected
+    assert ProcessGroup().same_everywhere(123)  # a group of one agrees with itself
 
 
 def test_broadcast_gives_every_process_rank_zeros_parameters_and_buffers(monkeypatch):
