@@ -1,6 +1,7 @@
 """The toy world's judge: a small CNN that reads attributes off images, trained on generator ground truth only."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -55,6 +56,22 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (x + noise).clamp(-1, 1)
 
 
+def augmentation_seed(seed: int, step: int) -> int:
+    """Seed of step `step`'s augmentation draws: a stream of its own, unrelated to the batch's `toy.sample` seed.
+
+    Sharing the batch's seed made the augmentation copy the attributes: the first draws of both generators are equal,
+    so every blurred face was a sad one (blur on ⇔ mouth < 0), and the judge read soft smiles too low."""
+    digest = hashlib.sha256(f"asyrp_edu.evaluator.augment/{seed}/{step}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")  # torch's CPU generator keeps 32 bits of a seed
+
+
+def training_batch(seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step `step`'s judge-training batch: augmented generator images (B, 3, 32, 32) and their truth (B, 5)."""
+    x, attrs = toy.sample(batch_size, seed=seed * 7919 + step)
+    g = torch.Generator().manual_seed(augmentation_seed(seed, step))
+    return _augment(x, g), _targets(attrs)
+
+
 def train_evaluator(out: Path, steps: int = 2500, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
                     progress: bool = True) -> tuple[AttributeNet, list[float]]:
     """Train the judge on fresh generator images (never on model samples) and save it as safetensors."""
@@ -66,10 +83,8 @@ def train_evaluator(out: Path, steps: int = 2500, batch_size: int = 64, lr: floa
     glasses = toy.ATTRIBUTES.index("glasses")
     losses = []
     for step in (bar := tqdm(range(steps), desc="train evaluator", disable=not progress)):
-        g = torch.Generator().manual_seed(seed * 7919 + step)
-        x, attrs = toy.sample(batch_size, seed=seed * 7919 + step)
-        y = _targets(attrs)
-        out_ = net(_augment(x, g))
+        x, y = training_batch(seed, step, batch_size)
+        out_ = net(x)
         cont = [i for i in range(y.shape[1]) if i != glasses]
         loss = F.smooth_l1_loss(out_[:, cont], y[:, cont], beta=0.05) + \
             0.2 * F.binary_cross_entropy_with_logits(out_[:, glasses], y[:, glasses])

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from asyrp_edu import toy
-from asyrp_edu.evaluator import Evaluator, evaluator_accuracy, load_evaluator, train_evaluator
+from asyrp_edu.evaluator import Evaluator, evaluator_accuracy, load_evaluator, train_evaluator, training_batch
 
 
 def test_train_evaluator_learns_and_round_trips(tmp_path):
@@ -25,3 +25,17 @@ def test_evaluator_rejects_images_it_cannot_read(tmp_path):
         judge(torch.zeros(2, 3, 64, 64))
     with pytest.raises(FileNotFoundError, match="train-evaluator"):
         load_evaluator(tmp_path / "missing.safetensors")
+
+
+def test_augmentation_falls_on_smiling_and_sad_faces_alike():
+    """The blur and noise are drawn apart from the attributes: one shared seed once blurred only the sad faces."""
+    augmented = {True: [], False: []}
+    for step in range(8):
+        x_aug, y = training_batch(seed=0, step=step, batch_size=64)
+        x, _ = toy.sample(64, seed=step)  # the same batch before augmentation
+        changed = (x_aug - x).flatten(1).abs().amax(1) > 0
+        smiling = y[:, toy.ATTRIBUTES.index("mouth")] > 0
+        for is_smiling in (True, False):
+            augmented[is_smiling] += changed[smiling == is_smiling].tolist()
+    shares = {k: sum(v) / len(v) for k, v in augmented.items()}
+    assert all(0.35 <= share <= 0.65 for share in shares.values()), shares  # half of each group
