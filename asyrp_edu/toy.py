@@ -29,9 +29,18 @@ ALL_FIELDS = tuple(ATTRIBUTE_RANGES) + tuple(UNSEEN_ATTRIBUTES) + tuple(NUISANCE
 BINARY_ATTRIBUTES = ("glasses",)
 CONTINUOUS_ATTRIBUTES = tuple(a for a in ATTRIBUTES if a not in BINARY_ATTRIBUTES)
 DEFAULT_SIZE = 32
-# held-out images come from another seed stream: disjoint from training for the seeds the package uses (torch's CPU
-# generator keeps the low 32 bits of a seed, so a seed near 10⁹ or above 2**32 can meet the held-out stream)
+# held-out images come from another seed stream. torch's CPU generator keeps the low 32 bits of a seed, so the two
+# streams split that range: training seeds map into [0, HELDOUT_SEED_OFFSET), held-out ones into
+# [HELDOUT_SEED_OFFSET, 2**32). They never meet, whatever the seed (a larger seed repeats a smaller one's faces).
 HELDOUT_SEED_OFFSET = 1_000_000_007
+
+
+def generator_seed(seed: int, heldout: bool = False) -> int:
+    """The torch seed behind `sample(seed=seed, heldout=heldout)`: the seed itself for the seeds below 10⁹ that the
+    package uses, and always inside its stream's part of torch's 32-bit range."""
+    if heldout:
+        return HELDOUT_SEED_OFFSET + seed % (2**32 - HELDOUT_SEED_OFFSET)
+    return seed % HELDOUT_SEED_OFFSET
 
 
 def check_attribute_names(names) -> None:
@@ -46,7 +55,7 @@ def check_attribute_names(names) -> None:
 
 def sample_attributes(n: int, seed: int = 0, heldout: bool = False) -> dict[str, torch.Tensor]:
     """Draw n attribute vectors (the training distribution; unseen attributes stay 0), deterministic from seed."""
-    g = torch.Generator().manual_seed(seed + (HELDOUT_SEED_OFFSET if heldout else 0))
+    g = torch.Generator().manual_seed(generator_seed(seed, heldout))
     attrs: dict[str, torch.Tensor] = {}
     for name, (low, high) in {**ATTRIBUTE_RANGES, **NUISANCE_RANGES}.items():
         attrs[name] = low + (high - low) * torch.rand(n, generator=g)

@@ -83,3 +83,17 @@ def test_unknown_attribute_name_is_a_clear_error():
 def test_mismatched_batch_sizes_are_a_clear_error():
     with pytest.raises(ValueError, match="give one or"):
         toy.render({"mouth": torch.zeros(3), "glasses": torch.zeros(2)})
+
+
+def test_training_and_heldout_seed_streams_never_meet():
+    """torch keeps the low 32 bits of a seed: training seed 1_000_000_007 drew held-out set 0 before, and held-out
+    seed 3_294_967_289 drew training set 0."""
+    train_0, heldout_0 = toy.sample_attributes(4, seed=0), toy.sample_attributes(4, seed=0, heldout=True)
+    assert not torch.equal(toy.sample_attributes(4, seed=toy.HELDOUT_SEED_OFFSET)["mouth"], heldout_0["mouth"])
+    aliased = toy.sample_attributes(4, seed=2**32 - toy.HELDOUT_SEED_OFFSET, heldout=True)
+    assert not torch.equal(aliased["mouth"], train_0["mouth"])
+    for seed in (0, 1, 10**9, toy.HELDOUT_SEED_OFFSET, 2**32 - 1, 2**40 + 5):
+        assert 0 <= toy.generator_seed(seed) < toy.HELDOUT_SEED_OFFSET
+        assert toy.HELDOUT_SEED_OFFSET <= toy.generator_seed(seed, heldout=True) < 2**32
+    # the seeds the package uses keep their faces (every shipped model and measurement was made with them)
+    assert toy.generator_seed(123) == 123 and toy.generator_seed(123, heldout=True) == toy.HELDOUT_SEED_OFFSET + 123
