@@ -1,6 +1,8 @@
 """The toy world: procedural cartoon faces with continuous ground-truth attributes and captions."""
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 
 import torch
@@ -31,16 +33,19 @@ CONTINUOUS_ATTRIBUTES = tuple(a for a in ATTRIBUTES if a not in BINARY_ATTRIBUTE
 DEFAULT_SIZE = 32
 # held-out images come from another seed stream. torch's CPU generator keeps the low 32 bits of a seed, so the two
 # streams split that range: training seeds map into [0, HELDOUT_SEED_OFFSET), held-out ones into
-# [HELDOUT_SEED_OFFSET, 2**32). They never meet, whatever the seed (a larger seed repeats a smaller one's faces).
+# [HELDOUT_SEED_OFFSET, 2**32). They never meet, whatever the seed.
 HELDOUT_SEED_OFFSET = 1_000_000_007
 
 
 def generator_seed(seed: int, heldout: bool = False) -> int:
-    """The torch seed behind `sample(seed=seed, heldout=heldout)`: the seed itself for the seeds below 10⁹ that the
-    package uses, and always inside its stream's part of torch's 32-bit range."""
-    if heldout:
-        return HELDOUT_SEED_OFFSET + seed % (2**32 - HELDOUT_SEED_OFFSET)
-    return seed % HELDOUT_SEED_OFFSET
+    """The torch seed behind `sample(seed=seed, heldout=heldout)`, always inside its stream's part of torch's 32-bit
+    range: the seed itself (plus the offset) where it fits, as every seed the package uses does; any other seed is
+    hashed into that part (not wrapped, which would make seeds k and k + span draw the same faces)."""
+    span = 2**32 - HELDOUT_SEED_OFFSET if heldout else HELDOUT_SEED_OFFSET
+    if not 0 <= seed < span:
+        digest = hashlib.sha256(f"asyrp_edu.toy/{'heldout' if heldout else 'training'}/{seed}".encode()).digest()
+        seed = int.from_bytes(digest[:8], "little") % span
+    return (HELDOUT_SEED_OFFSET if heldout else 0) + seed
 
 
 def check_attribute_names(names) -> None:

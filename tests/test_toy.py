@@ -92,8 +92,12 @@ def test_training_and_heldout_seed_streams_never_meet():
     assert not torch.equal(toy.sample_attributes(4, seed=toy.HELDOUT_SEED_OFFSET)["mouth"], heldout_0["mouth"])
     aliased = toy.sample_attributes(4, seed=2**32 - toy.HELDOUT_SEED_OFFSET, heldout=True)
     assert not torch.equal(aliased["mouth"], train_0["mouth"])
-    for seed in (0, 1, 10**9, toy.HELDOUT_SEED_OFFSET, 2**32 - 1, 2**40 + 5):
+    for seed in (-1, 0, 1, 10**9, toy.HELDOUT_SEED_OFFSET, 2**32 - 1, 2**40 + 5):
         assert 0 <= toy.generator_seed(seed) < toy.HELDOUT_SEED_OFFSET
         assert toy.HELDOUT_SEED_OFFSET <= toy.generator_seed(seed, heldout=True) < 2**32
     # the seeds the package uses keep their faces (every shipped model and measurement was made with them)
     assert toy.generator_seed(123) == 123 and toy.generator_seed(123, heldout=True) == toy.HELDOUT_SEED_OFFSET + 123
+    # seeds past a stream's range are hashed into it, not wrapped: the DDPM and autoencoder trainers draw step k of
+    # seed 1000 at 1000 · 1,000,003 + k, which wrapped onto step k + 2993 of seed 0
+    wrapped = toy.sample_attributes(4, seed=1000 * 1_000_003)
+    assert not torch.equal(wrapped["mouth"], toy.sample_attributes(4, seed=2993)["mouth"])
