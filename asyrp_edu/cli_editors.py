@@ -34,7 +34,7 @@ def step_count(text: str) -> int:
 
 def seed_value(text: str) -> int:
     """An argparse type: a seed of 0 … 2**32 − 1 (the trainers derive per-step seeds from it, e.g. seed · 1,000,003 +
-    step, which must fit torch's 64-bit seed; `toy.generator_seed` then places each in its stream's 32-bit range)."""
+    step, which must fit torch's 64-bit seed; `toy.generator_seed` then puts each in its stream's 32-bit range)."""
     value = int(text)
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**32 - 1, got {text}")

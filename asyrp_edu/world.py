@@ -68,8 +68,9 @@ class World:
             self.edit_table, self.boost_table = self.make_tables()
         return self.edit_table, self.boost_table
 
-    def measure_tables(self, n: int = OWN_TABLES_N, stride: int = OWN_TABLES_STRIDE, cache_dir: str | Path | None = None,
-                       progress: bool = True, along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
+    def measure_tables(self, n: int = OWN_TABLES_N, stride: int = OWN_TABLES_STRIDE,
+                       cache_dir: str | Path | None = None, progress: bool = True,
+                       along: str = "noised") -> tuple[DistanceTable, DistanceTable]:
         """Measure this model's own (edit, boost) tables on n images and use them from now on (cached in cache_dir,
         by default `settings.cache_dir()`): the toy distance on held-out faces (toy world), LPIPS on the model's own
         samples (real worlds); x_t noised afresh, or along="inversion" as the authors measured (`intervals.ALONG`)."""
@@ -97,7 +98,8 @@ class World:
         self.edit_table, self.boost_table = tables
         return tables
 
-    def cached_own_tables(self, n: int = OWN_TABLES_N, stride: int = OWN_TABLES_STRIDE, cache_dir: str | Path | None = None,
+    def cached_own_tables(self, n: int = OWN_TABLES_N, stride: int = OWN_TABLES_STRIDE,
+                          cache_dir: str | Path | None = None,
                           along: str | None = None) -> tuple[DistanceTable, DistanceTable] | None:
         """A real world's own tables if `measure_tables(n, stride, cache_dir, along=along)` measured them before,
         else None; along=None takes those along the inversion (the authors' way) where both were measured."""
