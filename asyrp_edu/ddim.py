@@ -44,15 +44,16 @@ class Schedule:
     def from_diffusers(cls, scheduler) -> "Schedule":
         """Take alpha_bar from any diffusers scheduler (DDPMScheduler, DDIMScheduler, …) of an ε-predicting model.
 
-        Only alpha_bar is taken: the DDIM grid stays ours (`timesteps`) and the step past t = 0 lands on ᾱ = 1, so a
-        scheduler configured otherwise (steps_offset, set_alpha_to_one=False) gives slightly other samples; a warning
-        says so."""
+        Only alpha_bar is taken: the DDIM grid stays ours (`timesteps`, diffusers' "leading" spacing) and the step
+        past t = 0 lands on ᾱ = 1, so a scheduler configured otherwise (steps_offset, set_alpha_to_one=False,
+        another timestep_spacing) gives slightly other samples; a warning says so."""
         config = getattr(scheduler, "config", {})
         prediction = config.get("prediction_type", "epsilon")
         if prediction != "epsilon":
             raise ValueError(f"this model predicts {prediction!r}; Asyrp's P_t and D_t here need a model that "
                              "predicts the noise ε (prediction_type 'epsilon')")
-        ignored = {k: config.get(k) for k, default in (("steps_offset", 0), ("set_alpha_to_one", True))
+        ignored = {k: config.get(k) for k, default in (("steps_offset", 0), ("set_alpha_to_one", True),
+                                                       ("timestep_spacing", "leading"))
                    if config.get(k, default) != default}
         if ignored:
             import warnings

@@ -99,3 +99,4 @@ if torch.cuda.is_available():
 # * **03_h_space** — the U-Net's bottleneck and the asymmetric reverse process.
 # * **04_train_asyrp** — the directional CLIP loss, t_edit / t_boost, training f_t, edits measured.
 # * **05_linearity**, **06_combinations** — sliders, linearity, homogeneity, mixing editors.
+# * **07_latent_diffusion** — the same edits inside a latent diffusion model, through its decoder.

@@ -42,21 +42,24 @@ if "google.colab" in sys.modules:
                     "asyrp-edu @ git+https://github.com/asyrp-edu/asyrp_edu"], check=True)
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import torch
 from tqdm.auto import tqdm
 
 from asyrp_edu.ddim import INVERSION_FIXED_POINT_ITERS, ddim_generate, ddim_invert, unet_noise_model
 from asyrp_edu.exercises import check_direction_to_xt, check_predict_x0
-from asyrp_edu.settings import smoke, steps
+from asyrp_edu.settings import run_report, smoke, steps
 from asyrp_edu.viz import image_grid
 from asyrp_edu.world import load_world
 
 WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
 world = load_world(WORLD)
 if world.name != "toy":  # U-Net passes counted by benchmarks/real_unet_flops.py; not yet timed on a T4
-    print("expected on a Colab T4: 5 to 7 minutes for this notebook (counted by benchmarks/real_unet_flops.py), "
+    print("expected on a Colab T4: 5 to 6 minutes for this notebook (counted by benchmarks/real_unet_flops.py), "
           "under 2 GB of GPU memory")
+started = time.time()
 unet, schedule, size, device = world.unet, world.schedule, world.image_size, world.device
 eps_model = unet_noise_model(unet)
 real = world.name != "toy"
@@ -173,3 +176,8 @@ check_direction_to_xt(my_direction_to_xt)
 
 # %% [markdown]
 # **3. (think)** Why does inversion need η = 0? Try `ddim_generate(..., eta=1.0)` on an inverted x_T and compare.
+
+
+# %%
+if real:  # what this run took on your GPU, to compare with the estimate printed at the top
+    print(run_report(started))

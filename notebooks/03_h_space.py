@@ -44,6 +44,7 @@ if "google.colab" in sys.modules:
 
 # %%
 import tempfile
+import time
 
 import torch
 
@@ -53,22 +54,24 @@ from asyrp_edu.evaluate_edits import TOY_EDITS
 from asyrp_edu.evaluator import load_evaluator
 from asyrp_edu.exercises import check_asymmetric_step
 from asyrp_edu.models import CELEBA_HQ_UNET_CONFIG, build_unet
-from asyrp_edu.settings import steps
+from asyrp_edu.settings import run_report, steps
 from asyrp_edu.train_asyrp import EditorConfig, cached_inversion, load_editor, train_editor
 from asyrp_edu.viz import LiveLossPlot, image_grid
 from asyrp_edu.world import FIRST_EDIT, OFFICIAL_PROMPTS, load_world
 
 WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
 world = load_world(WORLD)
-if world.name != "toy":  # an estimate from the model size; not yet timed on a T4
-    print("expected on a Colab T4: about 3 minutes for this notebook, under 2 GB of GPU memory")
+if world.name != "toy":  # not yet counted or timed on a T4; memory: benchmarks/real_training_memory.py (batch 1)
+    print("expected on a Colab T4: several minutes for this notebook (about 3,000 U-Net passes); training f_t in "
+          "section 4 needs about 3.5 GB of GPU memory")
+started = time.time()
 unet, schedule, size, device = world.unet, world.schedule, world.image_size, world.device
 
 # %% [markdown]
 # ## 1 · Where is h?
 # h is what `unet.mid_block` returns. A forward hook shows its shape; for the toy model it is (B, 96, 8, 8). The
-# CelebA-HQ model of the paper has the same layout at 256² with h of shape (B, 512, 8, 8) — we build it on the
-# `meta` device, which allocates no memory, just to read the shape.
+# CelebA-HQ model of the paper is built from the same kinds of blocks, with more levels and channels, at 256²; its h
+# has shape (B, 512, 8, 8) — we build it on the `meta` device, which allocates no memory, just to read the shape.
 
 # %%
 seen = {}
@@ -181,3 +184,8 @@ check_asymmetric_step(my_asymmetric_step)
 # %% [markdown]
 # **2. (think)** In section 3, why does the symmetric process undo most of the edit? Write x_{t−1} for the symmetric
 # step as x_t plus a small change and look at which terms depend on ε.
+
+
+# %%
+if world.name != "toy":  # what this run took on your GPU, to compare with the estimate printed at the top
+    print(run_report(started))

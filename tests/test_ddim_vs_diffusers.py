@@ -30,6 +30,8 @@ def test_schedules_we_cannot_follow_are_refused_or_named():
         Schedule.from_diffusers(DDIMScheduler(steps_offset=1))
     with pytest.warns(UserWarning, match="set_alpha_to_one"):
         Schedule.from_diffusers(DDIMScheduler(set_alpha_to_one=False))
+    with pytest.warns(UserWarning, match="timestep_spacing"):
+        Schedule.from_diffusers(DDIMScheduler(timestep_spacing="trailing"))
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
