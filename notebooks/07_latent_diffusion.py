@@ -53,11 +53,12 @@ from asyrp_edu import toy
 from asyrp_edu.editing import Intervals, ScaledEditor, generate_edited  # noqa: F401 (exercise 3)
 from asyrp_edu.exercises import check_decoded_P_t, check_latent_scaling
 from asyrp_edu.ldm import frames_to_gif, load_toy_ldm, trajectory_frames
-from asyrp_edu.settings import steps
+from asyrp_edu.settings import run_report, steps
 from asyrp_edu.train_asyrp import EditorConfig, cached_inversion, load_editor, train_editor
 from asyrp_edu.viz import LiveLossPlot, image_grid
 
 WORLD = "ldm_celebahq" if torch.cuda.is_available() else "toy-ldm"  # the switch: "toy-ldm" or "ldm_celebahq"
+started = time.time()
 cache = tempfile.mkdtemp()
 if WORLD == "toy-ldm":
     from asyrp_edu.tiny_clip import load_tiny_clip
@@ -280,3 +281,8 @@ check_decoded_P_t(my_decoded_P_t)
 # than a pixel step, and which part is new? Would the balance change for a 256² model with a 64² latent? Then retrain
 # the editor of section 3 with a larger `lambda_recon`, or wrap it in `ScaledEditor(editor, 0.3)`, and see which of
 # the side effects of section 4 go away.
+
+
+# %%
+if WORLD != "toy-ldm":  # what this run took on your GPU, to compare with the estimate printed at the top
+    print(run_report(started))
