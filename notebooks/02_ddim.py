@@ -66,8 +66,9 @@ real = world.name != "toy"
 
 # %% [markdown]
 # ## 1 · P_t and D_t along the trajectory
-# We sample one face with 50 steps and keep, at every step, x_t, the predicted clean image P_t and the direction D_t.
-# Early on P_t is a blurry average face; the details settle as t falls. D_t carries the noise that is left.
+# We sample one image (a face in the toy world) with 50 steps and keep, at every step, x_t, the predicted clean image
+# P_t and the direction D_t. Early on P_t is a blurry average of what the model draws (faces, churches, bedrooms); the
+# details settle as t falls. D_t carries the noise that is left.
 
 # %%
 n_steps = steps(50, 10)
