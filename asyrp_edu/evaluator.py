@@ -1,7 +1,6 @@
 """The toy world's judge: a small CNN that reads attributes off images, trained on generator ground truth only."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -61,8 +60,7 @@ def augmentation_seed(seed: int, step: int) -> int:
 
     Sharing the batch's seed made the augmentation copy the attributes: the first draws of both generators are equal,
     so every blurred face was a sad one (blur on ⇔ mouth < 0), and the judge read soft smiles too low."""
-    digest = hashlib.sha256(f"asyrp_edu.evaluator.augment/{seed}/{step}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")  # torch's CPU generator keeps 32 bits of a seed
+    return toy.hashed_seed(f"asyrp_edu.evaluator.augment/{seed}/{step}")  # torch's CPU generator keeps 32 bits
 
 
 def training_batch(seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

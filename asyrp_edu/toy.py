@@ -36,14 +36,18 @@ DEFAULT_SIZE = 32
 HELDOUT_SEED_OFFSET = 1_000_000_007
 
 
+def hashed_seed(text: str, span: int = 2**32) -> int:
+    """A seed in [0, span) named by text (sha256): a stream of its own, unrelated to any nearby number's."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") % span
+
+
 def generator_seed(seed: int, heldout: bool = False) -> int:
     """The torch seed behind `sample(seed=seed, heldout=heldout)`, always inside its stream's part of torch's 32-bit
     range: the seed itself (plus the offset) where it fits, as every seed the package uses does; any other seed is
     hashed into that part (not wrapped, which would make seeds k and k + span draw the same faces)."""
     span = 2**32 - HELDOUT_SEED_OFFSET if heldout else HELDOUT_SEED_OFFSET
     if not 0 <= seed < span:
-        digest = hashlib.sha256(f"asyrp_edu.toy/{'heldout' if heldout else 'training'}/{seed}".encode()).digest()
-        seed = int.from_bytes(digest[:8], "little") % span
+        seed = hashed_seed(f"asyrp_edu.toy/{'heldout' if heldout else 'training'}/{seed}", span)
     return (HELDOUT_SEED_OFFSET if heldout else 0) + seed
 
 
