@@ -301,9 +301,9 @@ check_t_edit(my_t_edit)
 # faces that wear them (the glasses flip on about half of all faces), though the CLIP directions of "smiling" and
 # "glasses" are nearly orthogonal. Add a keep loss that penalises any change along the glasses, hair, skin and eye
 # directions and measure again with `asyrp-edu evaluate`. The shipped smiling editor's recipe is
-# `EditorConfig(..., lr=1e-3, keep=tiny_clip.keep_prompt_pairs(["others"], "mouth"), lambda_keep=3.0,
-# lambda_recon=6.0)`, or `asyrp-edu train --world toy --edit smiling --n-images 32 --epochs 3 --t-edit 400
-# --inversion-iters 2 --lr 1e-3 --keep others --lambda-keep 3 --lambda-recon 6 --out runs/keep_smiling`, each into
+# `EditorConfig(..., lr=8e-4, epochs=4, keep=tiny_clip.keep_prompt_pairs(["others"], "mouth"), lambda_keep=3.0,
+# lambda_recon=6.0)`, or `asyrp-edu train --world toy --edit smiling --n-images 32 --epochs 4 --t-edit 400
+# --inversion-iters 2 --lr 8e-4 --keep others --lambda-keep 3 --lambda-recon 6 --out runs/keep_smiling`, each into
 # a new folder. What does the edit gain, and what does it lose? (The shipped smiling, glasses, tanned and blonde
 # editors use the keep loss: `scripts/train_toy_editors.sh`; the README's "Where the smiling editor loses the
 # glasses" has our numbers.)

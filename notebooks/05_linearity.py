@@ -244,7 +244,7 @@ check_step_scale(my_step_scale)
 # Train an f_t that never sees t (the authors' `--ignore_timesteps`) with the shipped smiling editor's recipe
 # (`scripts/train_toy_editors.sh`), in a terminal, about 2 minutes:
 #
-# `asyrp-edu train --world toy --edit smiling --n-images 32 --epochs 3 --t-edit 400 --lr 1e-3 --keep others
+# `asyrp-edu train --world toy --edit smiling --n-images 32 --epochs 4 --t-edit 400 --lr 8e-4 --keep others
 # --lambda-keep 3 --lambda-recon 6 --ignore-timesteps --out runs/editors/smiling_no_t`
 #
 # Its Δh_t grow along the edit as much as the shipped editor's: the length comes from h_t, not from t (README,

@@ -214,7 +214,7 @@ if WORLD == "toy-ldm":
 #     0.23 / 0.15 / 0.11. The latent editor flips glasses on 28% of the faces, the pixel editor on 47% (it takes
 #     them off).
 #   - The shipped pixel editor, plotted above, adds the keep loss (README, "Where the smiling editor loses the
-#     glasses"): 95% success, 0.14 / 0.12 / 0.05, 11% flips. The latent editor gets close to that without it.
+#     glasses"): 97% success, 0.14 / 0.10 / 0.05, 9% flips. The latent editor gets close to that without it.
 #   - The shipped latent editor was trained with lr 2.5e-4, the paper-loss pixel one with 5e-4. At 1e-3 the latent editor
 #     changes skin and hair by up to 0.56 (and at 2e-3 it added visible artefacts); at 2.5e-4 three seeds all stay
 #     under 0.2.
