@@ -18,15 +18,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ship() { cp "$1" "$2.tmp" && mv -f "$2.tmp" "$2"; }  # copy into the package whole or not at all
 declare -A extra=(
-  [smiling]="--lr 8e-4 --reference trajectory --keep others --lambda-keep 3 --lambda-recon 6 --epochs 4"
-  [blonde]="--lr 1e-3 --reference trajectory --keep others --lambda-keep 1 --lambda-recon 3"
-  [glasses]="--lr 1e-3 --reference trajectory --keep others --lambda-keep 3 --lambda-recon 6"
-  [tanned]="--lr 1e-3 --reference trajectory --keep others --lambda-keep 1 --lambda-recon 3"
-  [alien]="--lr 5e-4 --reference x0-both"
+  [smiling]="--epochs 4 --lr 8e-4 --reference trajectory --keep others --lambda-keep 3 --lambda-recon 6"
+  [blonde]="--epochs 3 --lr 1e-3 --reference trajectory --keep others --lambda-keep 1 --lambda-recon 3"
+  [glasses]="--epochs 3 --lr 1e-3 --reference trajectory --keep others --lambda-keep 3 --lambda-recon 6"
+  [tanned]="--epochs 3 --lr 1e-3 --reference trajectory --keep others --lambda-keep 1 --lambda-recon 3"
+  [alien]="--epochs 3 --lr 5e-4 --reference x0-both"
 )
 for edit in smiling glasses tanned blonde alien; do
-  # shellcheck disable=SC2086  # the extra arguments are meant to split (and come last: smiling's --epochs wins)
-  asyrp-edu train --world toy --edit "$edit" --n-images 32 --epochs 3 --t-edit 400 --inversion-iters 2 --seed 0 \
+  # shellcheck disable=SC2086  # the extra arguments are meant to split
+  asyrp-edu train --world toy --edit "$edit" --n-images 32 --t-edit 400 --inversion-iters 2 --seed 0 \
     ${extra[$edit]} --no-resume --out "runs/editors/$edit"
   ship "runs/editors/$edit/editor.safetensors" "asyrp_edu/weights/editor_$edit.safetensors"
 done
