@@ -57,17 +57,12 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def _cmd_train(args: argparse.Namespace) -> None:
-    """`asyrp-edu train`: one f_t for a named toy edit or two prompts, on the toy world's DDPM or the toy LDM."""
-
-    from . import toy
+def editor_config_from_args(args: argparse.Namespace):
+    """The EditorConfig that `asyrp-edu train` would use for these parsed arguments (prompts checked first)."""
     from .ddim import INVERSION_FIXED_POINT_ITERS
-    from .checks import check_output_path
     from .evaluate_edits import TOY_EDITS, check_edit_name
-    from .parallel import local_device
-    from .settings import checked_device
-    from .tiny_clip import keep_prompt_pairs, load_tiny_clip
-    from .train_asyrp import EditorConfig, train_editor
+    from .tiny_clip import keep_prompt_pairs
+    from .train_asyrp import EditorConfig
 
     source, target = args.source, args.target
     if args.edit and (source or target):
@@ -79,21 +74,34 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise SystemExit(f"give --edit NAME ({', '.join(sorted(TOY_EDITS))}) or both --source and --target")
     if args.lambda_keep is not None and not args.keep:
         raise SystemExit("--lambda-keep weighs the keep loss, which needs --keep ATTRIBUTE ...; add --keep or drop it")
-    out = Path(args.out or _editor_folder(args.world, args.edit or _folder_name(target)))
-    check_output_path(out, folder=True)  # a folder for the editor and its checkpoints
-    unet, schedule, codec = _toy_models(args.world, args.ddpm)
     try:
         keep = keep_prompt_pairs(args.keep or [], TOY_EDITS[args.edit]["attribute"] if args.edit else None)
     except ValueError as error:
         raise SystemExit(f"--keep: {error}") from None
-    config = EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
-                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed,
-                          keep=keep, lambda_keep=(1.0 if args.lambda_keep is None else args.lambda_keep) if keep
-                          else 0.0,
-                          ignore_timesteps=args.ignore_timesteps,
-                          inversion_iters=(INVERSION_FIXED_POINT_ITERS if args.world == "toy" else 0)
-                          if args.inversion_iters is None else args.inversion_iters)
+    return EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
+                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed,
+                        keep=keep, lambda_keep=(1.0 if args.lambda_keep is None else args.lambda_keep) if keep
+                        else 0.0,
+                        ignore_timesteps=args.ignore_timesteps,
+                        inversion_iters=(INVERSION_FIXED_POINT_ITERS if args.world == "toy" else 0)
+                        if args.inversion_iters is None else args.inversion_iters)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    """`asyrp-edu train`: one f_t for a named toy edit or two prompts, on the toy world's DDPM or the toy LDM."""
+
+    from . import toy
+    from .checks import check_output_path
+    from .parallel import local_device
+    from .settings import checked_device
+    from .tiny_clip import load_tiny_clip
+    from .train_asyrp import train_editor
+
+    config = editor_config_from_args(args)  # before the models load: bad arguments fail at once
+    out = Path(args.out or _editor_folder(args.world, args.edit or _folder_name(config.target)))
+    check_output_path(out, folder=True)  # a folder for the editor and its checkpoints
+    unet, schedule, codec = _toy_models(args.world, args.ddpm)
     device = local_device() if args.device == "auto" else checked_device(args.device)
     unet.to(device)
     if codec is not None:
