@@ -90,7 +90,31 @@ def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metada
     """Write tensors as safetensors atomically; returns the file's sha256."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    return sha256_of(atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta)))
+
+    def write(tmp: str) -> None:
+        save_file(tensors, tmp, metadata=meta)
+        sort_safetensors_metadata(tmp)
+
+    return sha256_of(atomic_write(path, write))
+
+
+def sort_safetensors_metadata(path: str | Path) -> None:
+    """Rewrite a safetensors header with its metadata keys sorted, in place and at the same length.
+
+    safetensors writes the metadata in hash-map order, which changes from call to call, so the same tensors and
+    metadata would give files with different sha256 (and a shipped file's manifest entry would change on every
+    retrain)."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")  # header length; the header is JSON padded with spaces
+        header = json.loads(f.read(n))
+        if "__metadata__" not in header:
+            return
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > n:  # not expected (the same JSON, reordered); leave the valid file as it is
+            return
+        f.seek(8)
+        f.write(text + b" " * (n - len(text)))
 
 
 def shipped_sha256(name: str) -> str:

@@ -114,6 +114,23 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
 
 
+def test_the_same_tensors_and_metadata_give_the_same_file(tmp_path):
+    """safetensors writes metadata in hash-map order; saving sorts it, so a retrain that changes nothing keeps the
+    manifest's sha256 (12 keys: the chance that five unsorted writes all agree is about 1 in 10^34)."""
+    from safetensors import safe_open
+
+    tensors = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2)}
+    metadata = {f"key{i}": json.dumps({"Δh": i}, ensure_ascii=False) for i in range(12)}
+    shas = {models.save_safetensors_atomic(tensors, tmp_path / f"{i}.safetensors", metadata) for i in range(5)}
+    assert len(shas) == 1
+    with safe_open(tmp_path / "0.safetensors", "pt") as f:
+        assert f.metadata() == metadata  # still a valid file with the same contents
+        assert torch.equal(f.get_tensor("w"), tensors["w"])
+    blob = (tmp_path / "0.safetensors").read_bytes()
+    header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
+    assert list(header["__metadata__"]) == sorted(metadata)
+
+
 def test_a_shipped_file_named_by_its_path_is_checked_too(tmp_path, monkeypatch):
     """`--ddpm asyrp_edu/weights/toy_ddpm.safetensors` (or load_evaluator(path)) must not skip the sha256 check."""
     from asyrp_edu import models
