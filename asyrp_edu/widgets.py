@@ -25,7 +25,7 @@ STRENGTH_RANGE = (-2.0, 2.0)
 # Reverse steps per slider render: 16 keeps the median render under 0.3 s on 2 cores (benchmarks/slider_latency.py:
 # 16 steps 0.16–0.22 s traced, 0.21–0.37 s eager; 20 steps 0.28–0.38 s eager) while the edit mostly holds (the
 # shipped smiling editor on 32 held-out faces, Δh × 40/16: 88% smile at 16 steps, 91% at 40; reconstruction MSE
-# 0.0001 at 16 steps).
+# 0.0001 at 16 steps). The preview's edit is less clean: on 64 faces it flips glasses on 38% (9% at 40 steps; README).
 LIVE_STEPS = 16
 MIN_SIDE, MAX_PIXELS = 16, 40_000_000  # user images: smallest side and largest pixel count accepted
 

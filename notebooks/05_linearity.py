@@ -84,6 +84,10 @@ scene = world.scene(num_steps=steps(LIVE_STEPS, 6), cache_dir=cache)
 # ## 1 · Sliders
 # **Strength** of one editor, from −2 (edit backwards) to 2 (overshoot). The image is re-generated from the cached
 # inversion with 16 steps (the editors were trained with 40, so Δh is multiplied by 40/16 = 2.5 — see exercise 1).
+# Few, large steps make a quick preview but a less clean edit. On 64 held-out toy faces at strength 1, the smiling
+# editor's 16-step preview makes 94% of them smile, close to the 40-step edit (97%). But it also puts glasses on or
+# takes them off on 38% of the faces (9% at 40 steps), and changes eye size twice as much (0.30 against 0.14). The
+# strip in section 2 uses 40 steps.
 
 # %%
 display(sliders.strength_widget(scene, edit_a))
