@@ -61,9 +61,10 @@ from asyrp_edu.world import FIRST_EDIT, OFFICIAL_PROMPTS, load_world
 
 WORLD = None  # "toy", "celeba_hq", "church", "bedroom", or a local model folder; None = toy without a GPU
 world = load_world(WORLD)
-if world.name != "toy":  # not yet counted or timed on a T4; memory: benchmarks/real_training_memory.py (batch 1)
-    print("expected on a Colab T4: several minutes for this notebook (not yet counted or timed); training f_t in "
-          "section 4 needs about 3.5 GB of GPU memory")
+if world.name != "toy":  # counted, not timed: benchmarks/real_unet_flops.py (U-Net work, training's backward
+    # included) and benchmarks/real_training_memory.py (batch 1)
+    print("expected on a Colab T4: 5 to 6 minutes for this notebook (counted by benchmarks/real_unet_flops.py); "
+          "training f_t in section 4 needs about 3.5 GB of GPU memory")
 started = time.time()
 unet, schedule, size, device = world.unet, world.schedule, world.image_size, world.device
 

@@ -76,8 +76,10 @@ unet, schedule, clip, device = world.unet, world.schedule, world.clip, world.dev
 judge = load_evaluator() if is_toy else None  # ground truth exists only in the toy world
 n_steps = steps(40, 8)  # DDIM steps for inversion and generation (the authors' 40)
 work = tempfile.mkdtemp()  # inversions and checkpoints of this notebook
-if not is_toy:  # estimates: one update at batch 1 measured on a CPU (benchmarks/real_training_memory.py), not on a T4
-    print("expected on a Colab T4: about 15 minutes for this notebook; training needs about 3.5 GB of GPU memory")
+if not is_toy:  # counted, not timed: benchmarks/real_unet_flops.py (U-Net work, training's backward included) and
+    # benchmarks/real_training_memory.py (one update at batch 1)
+    print("expected on a Colab T4: 5 to 6 minutes for this notebook (counted by benchmarks/real_unet_flops.py); "
+          "training needs about 3.5 GB of GPU memory")
 
 # %% [markdown]
 # ## 1 · The directional CLIP loss
