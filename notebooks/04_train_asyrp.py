@@ -51,8 +51,8 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F  # noqa: F401 (exercise 1's solution uses it)
 from tqdm.auto import tqdm
-import torch.nn.functional as F
 
 from asyrp_edu import tiny_clip, toy  # noqa: F401 (tiny_clip: exercise 4)
 from asyrp_edu.editing import Intervals, generate_edited
