@@ -59,9 +59,10 @@ def test_two_processes_under_accelerate_launch_train_the_same_editor_as_one(tmp_
     assert any(v.abs().sum() > 0 for k, v in a.items() if k.startswith("conv2"))  # training moved f_t
     # the mean gradient over 2 × 2 images equals the gradient over 4, so both take the same Adam steps. Adam divides
     # by sqrt(v), which magnifies float noise of the all-reduce in near-zero gradients: compare relative L2 errors
-    # (measured: 1e-4 at most)
+    # (measured: 1e-4 at most on one 2-core CPU, 1.6e-3 in conv2.weight on an AVX2 EPYC; with no all-reduce, each
+    # process stepping on its own 2 images: 0.78 in conv2.weight, 0.43 in norm2.bias)
     for k in a:
-        assert float((a[k] - b[k]).norm() / a[k].norm().clamp(min=1e-12)) < 1e-3, k
+        assert float((a[k] - b[k]).norm() / a[k].norm().clamp(min=1e-12)) < 1e-2, k
     # each process inverted only its own images
     assert len(list((tmp_path / "two" / "cache").glob("inversion_*"))) == 2
 

@@ -36,7 +36,9 @@ def test_a_real_world_from_a_folder_uses_the_authors_tables(tmp_path, monkeypatc
 
     monkeypatch.setattr(w, "editor", lambda edit: (ConstantDeltaH(h_shape(w.unet)), 600, 300))
     check = world.check_editor(w, "smiling", "a sad cartoon face", "a smiling cartoon face", n=2)
-    assert check["t_boost"] == 300 and check["mean_pixel_change"] < 1e-3  # round-off (6e-5); other noise: 0.17
+    # round-off, grown over the steps: 6e-5 on one 2-core CPU, 4e-3 on an AVX2 EPYC;
+    # each run with its own noise below t_boost: 0.23 (0.17 on the first CPU)
+    assert check["t_boost"] == 300 and check["mean_pixel_change"] < 2e-2
 
 
 def test_a_folder_holding_an_authors_model_keeps_its_editors_and_tables(tmp_path, monkeypatch, recwarn):
