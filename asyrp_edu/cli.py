@@ -21,7 +21,7 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> None:
     out = Path(args.out or ("runs/toy_ldm" if args.world == "toy-ldm" else "runs/toy_ddpm"))
     check_output_path(out, folder=True)
     options = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=not args.no_resume,
-                   bf16=not args.fp32, device=str(checked_device(args.device)),
+                   bf16=args.precision, device=str(checked_device(args.device)),
                    coarse_weight=args.coarse_weight if args.coarse_weight is not None else
                    (1.0 if args.world == "toy" else 0.05))
     if args.world == "toy-ldm":
@@ -217,7 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_float, default=4e-4)
     p.add_argument("--seed", type=seed_value, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--fp32", action="store_true", help="train in float32 instead of bfloat16 autocast")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp32", dest="precision", action="store_const", const=False,
+                           help="train in float32 (default where bfloat16 autocast would be slow: a CPU without bf16 kernels, e.g. AVX2 only)")
+    precision.add_argument("--bf16", dest="precision", action="store_const", const=True,
+                           help="train in bfloat16 autocast (default on a GPU with bf16 and a CPU with AVX512 or AMX)")
     p.add_argument("--coarse-weight", type=non_negative_float,
                    help="weight of the coarse P_t loss that keeps sample colours right (0 = plain L_simple; "
                         "default 1.0 for toy, 0.05 for toy-ldm)")

@@ -46,6 +46,24 @@ def checked_device(name: str | torch.device) -> torch.device:
     return device
 
 
+def bf16_autocast_is_fast(device: str | torch.device) -> bool:
+    """Whether bfloat16 autocast speeds training up on this device rather than slowing it down.
+
+    A GPU with bf16 support: yes. A CPU: only where oneDNN has bf16 kernels (AVX512, AVX512-BF16 or AMX on x86,
+    bf16 instructions on ARM). Elsewhere, e.g. on an AVX2-only CPU, torch falls back to slow kernels: a toy DDPM
+    training step at batch 16 took 6.4 s there against 0.65 s in float32 (2-core AMD EPYC, AVX2)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False  # MPS and others: float32, the safe choice
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # what torch itself asks before bf16 kernels
+    try:
+        return bool(check()) if check is not None else torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    except RuntimeError:
+        return False
+
+
 def run_report(started: float) -> str:
     """What a notebook run took since `started` (time.time()): minutes, and peak GPU memory when on a GPU."""
     import time

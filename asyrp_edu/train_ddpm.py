@@ -16,6 +16,7 @@ from . import toy
 from .checks import check_resumable, load_training_state
 from .ddim import Schedule, q_sample
 from .models import TOY_DDPM_FILE, TOY_UNET_CONFIG, build_unet, save_safetensors_atomic, save_torch_atomic
+from .settings import bf16_autocast_is_fast
 
 STATE_FILE = "train_state.pt"
 
@@ -62,7 +63,7 @@ def train_ddpm(
     resume: bool = True,
     config: dict | None = None,
     device: str = "cpu",
-    bf16: bool = True,
+    bf16: bool | None = None,
     coarse_weight: float = 1.0,
     progress: bool = True,
     draw: Callable[[int, int], torch.Tensor] | None = None,
@@ -73,9 +74,13 @@ def train_ddpm(
     """Train (or resume) the toy DDPM in out_dir; writes train_state.pt and the EMA weights as safetensors.
 
     draw(batch_size, seed) gives the training batch x0 (default: toy faces; the toy LDM passes their latents).
+    bf16: bfloat16 autocast (True), float32 (False), or None: autocast where this device runs it fast
+    (`settings.bf16_autocast_is_fast`), since on a CPU without bf16 kernels it is ten times slower.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps={steps} and batch_size={batch_size} must both be >= 1")
+    if bf16 is None:
+        bf16 = bf16_autocast_is_fast(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = dict(config or TOY_UNET_CONFIG)

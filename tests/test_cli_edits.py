@@ -67,6 +67,39 @@ def test_train_and_evaluate_on_a_toy_ddpm_of_your_own(tmp_path, capsys, monkeypa
         main(["train", "--world", "toy", "--ddpm", "no/such.safetensors", "--edit", "smiling"])
 
 
+@pytest.mark.parametrize("flags, fast, autocast", [
+    ([], False, False),  # an AVX2-only CPU: bf16 autocast would run ten times slower, so float32
+    ([], True, True),  # a GPU with bf16, or a CPU with AVX512 / AMX
+    (["--fp32"], True, False),
+    (["--bf16"], False, True),
+])
+def test_train_ddpm_uses_bf16_autocast_only_where_it_is_fast(flags, fast, autocast, tmp_path, monkeypatch):
+    import asyrp_edu.train_ddpm as train_ddpm
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train_ddpm, "bf16_autocast_is_fast", lambda device: fast)
+    seen = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device_type, dtype=None, enabled=True, **kwargs):
+        seen.append((dtype, enabled))
+        return real_autocast(device_type, dtype=dtype, enabled=enabled, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", recording_autocast)
+    main(["train-ddpm", "--world", "toy", "--out", "ddpm", "--steps", "1", "--batch-size", "1", *flags])
+    assert seen == [(torch.bfloat16, autocast)]
+
+
+def test_bf16_is_fast_where_torch_has_bf16_kernels():
+    from asyrp_edu.settings import bf16_autocast_is_fast
+
+    assert bf16_autocast_is_fast("cpu") == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert bf16_autocast_is_fast("cuda") == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    assert not bf16_autocast_is_fast("meta")
+    with pytest.raises(SystemExit):  # one or the other
+        main(["train-ddpm", "--fp32", "--bf16"])
+
+
 def test_cli_errors_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="--edit NAME"):
