@@ -75,7 +75,7 @@ def train_ddpm(
 
     draw(batch_size, seed) gives the training batch x0 (default: toy faces; the toy LDM passes their latents).
     bf16: bfloat16 autocast (True), float32 (False), or None: autocast where this device runs it fast
-    (`settings.bf16_autocast_is_fast`), since on a CPU without bf16 kernels it is ten times slower.
+    (`settings.bf16_autocast_is_fast`), since on a CPU without bf16 kernels it is over ten times slower.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps={steps} and batch_size={batch_size} must both be >= 1")

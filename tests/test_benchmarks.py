@@ -42,3 +42,15 @@ def test_toy_world_speed_prints_its_rate():
     rows = re.findall(r"([0-9]+) images/s on one core\s+\(([0-9.]+)x the goal of 2000\)", out)
     assert len(rows) == 3, out
     assert all(float(ratio) == pytest.approx(int(rate) / 2000, abs=0.051) for rate, ratio in rows), out
+
+
+def test_ddpm_train_precision_prints_the_ratio_and_the_choice():
+    from asyrp_edu.settings import bf16_autocast_is_fast
+
+    out = run_benchmark("ddpm_train_precision.py", "--batch-size", "2", "--steps", "1")
+    times = re.search(r"float32 ([0-9.]+) s, bfloat16 autocast ([0-9.]+) s, bfloat16 / float32 = ([0-9.]+)", out)
+    assert times, out
+    fp32, bf16, ratio = (float(v) for v in times.groups())
+    assert ratio == pytest.approx(bf16 / fp32, rel=0.05, abs=0.01), out
+    picked = "bfloat16 autocast" if bf16_autocast_is_fast("cpu") else "float32"
+    assert f"train-ddpm picks {picked} here" in out, out
