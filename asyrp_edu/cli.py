@@ -219,9 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp32", dest="precision", action="store_const", const=False,
-                           help="train in float32 (default where bfloat16 autocast would be slow: a CPU without bf16 kernels, e.g. AVX2 only)")
+                           help="train in float32 (default where bfloat16 autocast would be slow: "
+                                "a CPU without bf16 kernels, e.g. AVX2 only)")
     precision.add_argument("--bf16", dest="precision", action="store_const", const=True,
-                           help="train in bfloat16 autocast (default on a GPU with bf16 and a CPU with AVX512 or AMX)")
+                           help="train in bfloat16 autocast (default on a GPU with bf16 and a CPU with AVX512 "
+                                "or AMX)")
     p.add_argument("--coarse-weight", type=non_negative_float,
                    help="weight of the coarse P_t loss that keeps sample colours right (0 = plain L_simple; "
                         "default 1.0 for toy, 0.05 for toy-ldm)")
