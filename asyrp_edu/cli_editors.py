@@ -80,7 +80,8 @@ def editor_config_from_args(args: argparse.Namespace):
         raise SystemExit(f"--keep: {error}") from None
     return EditorConfig(source=source, target=target, t_edit=args.t_edit, num_steps=args.steps,
                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        lambda_recon=args.lambda_recon, reference=args.reference, seed=args.seed,
+                        lambda_recon=args.lambda_recon, loss_kind=args.loss, reference=args.reference,
+                        seed=args.seed,
                         keep=keep, lambda_keep=(1.0 if args.lambda_keep is None else args.lambda_keep) if keep
                         else 0.0,
                         ignore_timesteps=args.ignore_timesteps,
@@ -221,7 +222,11 @@ def add_editor_parsers(sub) -> None:
     p.add_argument("--lr", type=positive_float, default=5e-4,
                    help="Adam learning rate of f_t (the shipped toy editors: 1e-3 with the keep loss, alien 5e-4)")
     p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
-    # the choices are train_asyrp.REFERENCES, spelled out so that building the parser does not import torch
+    # the choices are train_asyrp.LOSS_KINDS and train_asyrp.REFERENCES, spelled out so that building the parser
+    # does not import torch
+    p.add_argument("--loss", choices=("cosine", "log"), default="cosine",
+                   help="the directional CLIP loss: the paper's 1 − cos(ΔI, ΔT) (default) or the authors' code's "
+                        "−log((1 + cos)/2)")
     p.add_argument("--reference", choices=("trajectory", "x0-both", "x0", "P_t"), default="trajectory",
                    help="what P_t^edit is compared with: x0 in the CLIP loss and the unedited trajectory's P_t at "
                         "the same t in the L1 loss (the authors' code, default); x0 in both; x0 in the CLIP loss and "

@@ -403,3 +403,16 @@ def test_judging_an_editor_on_another_attribute_says_so(capsys):
     main(["evaluate", "--attribute", "glasses", "--editor", str(WEIGHTS_DIR / "editor_smiling.safetensors"), "--n", "2",
           "--steps", "4", "--json"])
     assert "trained towards 'a smiling cartoon face', not 'a cartoon face with glasses'" in capsys.readouterr().err
+
+
+def test_train_chooses_the_directional_loss():
+    from asyrp_edu.cli import build_parser
+    from asyrp_edu.cli_editors import editor_config_from_args
+
+    def config(*flags):
+        return editor_config_from_args(build_parser().parse_args(["train", "--edit", "smiling", *flags]))
+
+    assert config().loss_kind == "cosine"  # the paper's 1 − cos(ΔI, ΔT)
+    assert config("--loss", "log").loss_kind == "log"  # the authors' code's −log((1 + cos)/2)
+    with pytest.raises(SystemExit):
+        config("--loss", "l2")
