@@ -58,10 +58,9 @@ def bf16_autocast_is_fast(device: str | torch.device) -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False  # MPS and others: float32, the safe choice
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # what torch itself asks before bf16 kernels
-    try:
-        return bool(check()) if check is not None else torch.backends.cpu.get_cpu_capability().startswith("AVX512")
-    except RuntimeError:
+    try:  # what torch itself asks before it picks oneDNN's bf16 kernels
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch built without oneDNN: no bf16 kernels either
         return False
 
 

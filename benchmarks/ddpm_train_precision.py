@@ -3,7 +3,7 @@
     python benchmarks/ddpm_train_precision.py [--batch-size 16] [--steps 5]
 
 `train_ddpm` uses bfloat16 autocast only where `settings.bf16_autocast_is_fast` says the device has bf16 kernels:
-on a CPU without them (AVX2 only) torch falls back to slow kernels and bfloat16 costs about ten times float32.
+on a CPU without them (AVX2 only) torch falls back to slow kernels and bfloat16 costs over ten times float32.
 Each precision trains the same U-Net from the same seed; one warm-up step is not timed.
 """
 from __future__ import annotations
