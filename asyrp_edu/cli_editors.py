@@ -223,7 +223,7 @@ def add_editor_parsers(sub) -> None:
                    help="Adam learning rate of f_t (the shipped toy editors: 1e-3 with the keep loss, alien 5e-4)")
     p.add_argument("--lambda-recon", type=float, help="weight of |P_t^edit − P_t^source| (default 3·cos of the texts)")
     # the choices are train_asyrp.LOSS_KINDS and train_asyrp.REFERENCES, spelled out so that building the parser
-    # does not import torch
+    # does not import torch (tests/test_cli_edits.py holds them equal)
     p.add_argument("--loss", choices=("cosine", "log"), default="cosine",
                    help="the directional CLIP loss: the paper's 1 − cos(ΔI, ΔT) (default) or the authors' code's "
                         "−log((1 + cos)/2)")

@@ -416,3 +416,15 @@ def test_train_chooses_the_directional_loss():
     assert config("--loss", "log").loss_kind == "log"  # the authors' code's −log((1 + cos)/2)
     with pytest.raises(SystemExit):
         config("--loss", "l2")
+
+
+def test_train_choices_are_the_ones_editor_config_accepts():
+    """The parser spells out --loss and --reference (so building it imports no torch); they must not drift."""
+    import argparse
+
+    from asyrp_edu.cli import build_parser
+    from asyrp_edu.train_asyrp import LOSS_KINDS, REFERENCES
+
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    choices = {a.dest: a.choices for a in subcommands.choices["train"]._actions}
+    assert tuple(choices["loss"]) == LOSS_KINDS and tuple(choices["reference"]) == REFERENCES
