@@ -251,8 +251,10 @@ check_step_scale(my_step_scale)
 # `asyrp-edu train --world toy --edit smiling --n-images 32 --epochs 4 --t-edit 400 --lr 8e-4 --keep others
 # --lambda-keep 3 --lambda-recon 6 --ignore-timesteps --out runs/editors/smiling_no_t`
 #
-# Its Δh_t grow along the edit as much as the shipped editor's: the length comes from h_t, not from t (README,
-# "Why smiling misses homogeneity over timesteps").
+# Its Δh_t grow along the edit as much as the shipped editor's: f_t reads how far the denoising has come from h_t,
+# not only from t. Why are the early Δh_t short at all? At large t, P_t magnifies a change of ε by √(1 − ᾱ_t)/√ᾱ_t,
+# so the L1 and keep terms weigh most; eased at t ≥ 700, the early steps grow (README, "Why smiling misses
+# homogeneity over timesteps").
 #
 # </details>
 
