@@ -142,6 +142,8 @@ def train_editor(unet, schedule: Schedule, clip, images: torch.Tensor, config: E
         for module in trainable:
             module.requires_grad_(False)
     editor = (new_editor(unet, config.ignore_timesteps) if editor is None else editor).to(images.device)
+    # Adam, where the authors' run_training uses plain SGD (lr 0.5, step decay): SGD barely trained the toy editors
+    # (README, "Which optimiser")
     optimizer = torch.optim.Adam(editor.parameters(), lr=config.lr)
     done = 0  # batches finished, over all epochs
     state_path = out_dir / STATE_FILE
