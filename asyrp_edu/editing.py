@@ -14,15 +14,24 @@ from .intervals import check_intervals
 
 
 class ScaledEditor(torch.nn.Module):
-    """f_t with its output scaled: Δh_t = scale · f_t(h_t, temb) (linearity: negative scales edit backwards)."""
+    """f_t with its output scaled: Δh_t = scale · f_t(h_t, temb) (linearity: negative scales edit backwards).
 
-    def __init__(self, editor: Callable, scale: float = 1.0):
+    scale: one number, or a tensor (B,) with one scale per image of the batch (`generate_scaled`)."""
+
+    def __init__(self, editor: Callable, scale: float | torch.Tensor = 1.0):
         super().__init__()
-        self.editor, self.scale = editor, float(scale)
+        self.editor = editor
+        self.scale = scale.detach().flatten() if torch.is_tensor(scale) else float(scale)
 
     def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         """scale · f_t(h_t, temb)   (B, C_h, 8, 8)."""
-        return self.scale * self.editor(h, temb)
+        if not torch.is_tensor(self.scale):
+            return self.scale * self.editor(h, temb)
+        if self.scale.numel() != h.shape[0]:
+            raise ValueError(f"{self.scale.numel()} scales for a batch of {h.shape[0]} images; give one each")
+        dh = self.editor(h, temb)  # (B, C_h, 8, 8)
+        # Δh of image i × scale_i     (B, 1, 1, 1) · (B, C_h, 8, 8)
+        return self.scale.to(dh).view(-1, *([1] * (dh.ndim - 1))) * dh
 
 
 class ConstantDeltaH(torch.nn.Module):
@@ -157,6 +166,24 @@ def generate_edited(
         trajectory.append((t, kind, out))
         x = out.prev_sample
     return (x, trajectory) if return_trajectory else x
+
+
+@torch.no_grad()
+def generate_scaled(unet, x_T: torch.Tensor, schedule: Schedule, editor: Callable, scales: list[float],
+                    intervals: Intervals, num_steps: int = 40) -> list[torch.Tensor]:
+    """`generate_edited` with Δh × s for each s in scales: one batch of images (B, C, H, W) per scale.
+
+    Without quality boosting (t_boost = 0, as in the toy world) every scale runs in one batch of len(scales)·B: for
+    a few faces a CPU computes that faster per image (4 faces × 5 scales: about 1.8 times on 2 cores; toy batches of
+    24 or more gain nothing more). With boosting each scale runs alone, so that all scales get the same η = 1 noise
+    (the default generator's)."""
+    if intervals.t_boost > 0:
+        return [generate_edited(unet, x_T, schedule, ScaledEditor(editor, s), intervals, num_steps) for s in scales]
+    per_image = torch.tensor([float(s) for s in scales]).repeat_interleave(x_T.shape[0])  # (S·B,): s_1 … s_1, s_2 …
+    # [x_T ; x_T ; …], once per scale      (S·B, C, H, W)
+    out = generate_edited(unet, x_T.repeat(len(scales), *([1] * (x_T.ndim - 1))), schedule,
+                          ScaledEditor(editor, per_image), intervals, num_steps)
+    return list(out.chunk(len(scales)))
 
 
 def edited_step_outputs(trajectory: list[tuple[int, str, StepOutput]]) -> list[StepOutput]:

@@ -111,7 +111,7 @@ image_grid([r.cpu() for r in rows], row_titles=[f"η = {eta}" for eta in etas]);
 # [−1, 1] is only for sampling from pure noise.
 
 # %%
-faces = world.images(4 if real else 16)  # held-out toy faces, or (real world) the model's own samples
+faces = world.images(4 if real else 8)  # held-out toy faces, or (real world) the model's own samples
 rows = []
 for n in tqdm([5, 10] if smoke() else [5, 10, 20, 40] if real else [5, 10, 20, 40, 100], desc="step counts"):
     errors = {}

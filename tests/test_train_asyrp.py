@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from asyrp_edu.ddim import Schedule
-from asyrp_edu.editing import Intervals, ScaledEditor, generate_edited, step_scale
+from asyrp_edu.editing import Intervals, ScaledEditor, generate_edited, generate_scaled, step_scale
 from asyrp_edu.train_asyrp import EDITOR_FILE, EditorConfig, train_editor
 
 
@@ -142,6 +142,24 @@ def test_scaling_and_bad_intervals():
         Intervals(t_edit=200, t_boost=400)
     with pytest.raises(ValueError, match="same text"):
         EditorConfig(source="a face", target="a face")
+
+
+@pytest.mark.parametrize("t_boost", [0, 400])
+def test_scales_in_one_batch_give_each_scale_alone(tiny_unet, t_boost):
+    """generate_scaled (one batch of scales × faces without boosting; one call per scale with it) equals
+    generate_edited once per scale, also the η = 1 noise below t_boost."""
+    schedule, x_T = Schedule.linear(), torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    editor = torch.nn.Conv2d(tiny_unet.config.block_out_channels[-1], tiny_unet.config.block_out_channels[-1], 1)
+    f_t = lambda h, temb: editor(h)  # noqa: E731 — a Δh_t that depends on h_t, so each scale's trajectory differs
+    scales, intervals = [-1.0, 0.0, 0.5, 2.0], Intervals(500, t_boost)
+    batched = generate_scaled(tiny_unet, x_T, schedule, f_t, scales, intervals, num_steps=8)
+    alone = [generate_edited(tiny_unet, x_T, schedule, ScaledEditor(f_t, s), intervals, num_steps=8) for s in scales]
+    assert len(batched) == 4 and all(b.shape == x_T.shape for b in batched)
+    for b, a in zip(batched, alone):  # the random tiny U-Net's samples reach |x| ~ 70: float noise relative to that
+        assert (b - a).abs().max() < 1e-6 * a.abs().max() * 10
+    assert (alone[0] - alone[3]).abs().max() > 1e-2 * alone[0].abs().max()  # the scales do differ
+    with pytest.raises(ValueError, match="4 scales for a batch of 2"):
+        ScaledEditor(f_t, torch.ones(4))(torch.zeros(2, 8, 4, 4), None)
 
 
 def test_quality_boosting_adds_noise_only_below_t_boost(tiny_unet):
