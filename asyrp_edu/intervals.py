@@ -228,8 +228,6 @@ def cached_tables(eps_model: Callable, images: torch.Tensor | Callable[[], torch
         return cached
     shipped = _read_pair(*shipped_tables_paths(p_path, x_path))  # the toy DDPM's default tables ship measured
     if shipped is not None:
-        for table, path in zip(shipped, (p_path, x_path)):
-            table.write(path)
         return shipped
     check_stride(stride, schedule)  # before images() draws samples, which takes minutes for a real model
     check_along(along)

@@ -75,7 +75,6 @@ def cached_inversion(unet, schedule: Schedule, images: torch.Tensor, num_steps: 
     if codec is None:  # the toy faces the notebooks and the CLI edit ship inverted (`shipped_cache`)
         shipped = shipped_inversion(model, sched, images, num_steps, fixed_point_iters)
         if shipped is not None:
-            save_safetensors_atomic({"x_T": shipped}, path)
             return shipped.to(images)
     x_T = ddim_invert(unet_noise_model(unet), images, schedule, num_steps, progress=progress,
                       latent=codec is not None, fixed_point_iters=fixed_point_iters)

@@ -51,7 +51,6 @@ def test_cached_inversion_reads_shipped_faces_and_inverts_anything_else(toy_ddpm
     x_T = cached_inversion(unet, schedule, faces, NUM_STEPS, tmp_path, progress=False,
                            fixed_point_iters=FIXED_POINT_ITERS)
     assert calls == [] and x_T.shape == faces.shape
-    assert len(list(tmp_path.glob("inversion_*.safetensors"))) == 1  # copied to the cache: the next read is local
     # another setting (plain inversion, 8 steps) or a face outside the sets: inverted as before
     cached_inversion(unet, schedule, faces[:1], 8, tmp_path, progress=False)
     other = toy.sample(2, seed=99, heldout=True)[0]
@@ -79,7 +78,6 @@ def test_shipped_toy_tables_are_the_measured_ones_and_are_read_instead_of_measur
     with monkeypatch.context() as patch:
         patch.setattr(intervals, "compute_tables", lambda *a, **k: pytest.fail("measured instead of read"))
         shipped = load_world(TOY, device="cpu").measure_tables(cache_dir=tmp_path / "read", progress=False)
-    assert len(list((tmp_path / "read").glob("distance_*.tsv"))) == 2  # copied to the cache it was asked for
     fresh = load_world(TOY, device="cpu")
     monkeypatch.setattr(intervals, "shipped_tables_paths", lambda p, x: (tmp_path / "none_p", tmp_path / "none_x"))
     measured = fresh.measure_tables(cache_dir=tmp_path / "measured", progress=False)  # 16 faces, every 10th t: 12 s
