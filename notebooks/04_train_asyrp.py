@@ -249,7 +249,7 @@ if is_toy:  # measured against the generator's ground truth
 # With 16 faces one face is about 6 points of a rate, so a bar missed here by a face or two can hold on all 64 faces
 # (`asyrp-edu evaluate --world toy --attribute NAME --json`, a few minutes each; the README lists all five). On
 # these 16 faces, for instance, glasses and tanned leak 0.19 and 0.17, over the bar; on all 64 they leak 0.14 and
-# 0.13. (16 faces keep this notebook under 3 minutes on a slow 2-core CPU; with 24 it took about 30 s longer.) The
+# 0.13. (16 faces keep this notebook under 3 minutes on a slow 2-core CPU; with 24 it took about 25 s longer.) The
 # unseen-domain `alien` misses by far: the toy DDPM, trained on human faces only, draws green skin back to a human
 # tone (README, "Known shortfalls").
 
