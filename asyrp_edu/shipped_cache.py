@@ -22,14 +22,16 @@ import hashlib
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from .ddim import INVERSION_FIXED_POINT_ITERS
 from .models import WEIGHTS_DIR, save_safetensors_atomic
 
 SHIPPED_INVERSIONS = WEIGHTS_DIR / "toy_inversions.safetensors"
 SHIPPED_TABLES_DIR = WEIGHTS_DIR  # distance_<hash>_x0_t.tsv and distance_<hash>_x.tsv, named as in the cache
-NUM_STEPS, FIXED_POINT_ITERS = 40, 2  # how the shipped toy editors invert (`world.inversion_iters`)
+NUM_STEPS, FIXED_POINT_ITERS = 40, INVERSION_FIXED_POINT_ITERS  # how the shipped toy editors invert
 
 # (n, seed, heldout) of every `toy.sample` the notebooks and the CLI invert with the defaults
 FACE_SETS: tuple[tuple[int, int, bool], ...] = (
@@ -57,6 +59,15 @@ def face_key(model: str, schedule: str, num_steps: int, fixed_point_iters: int, 
 
 
 @functools.lru_cache(maxsize=1)
+def _shipped_model(path: Path = SHIPPED_INVERSIONS) -> str | None:
+    """The fingerprint of the toy DDPM the shipped inversions were made with (None when the file is missing)."""
+    if not path.is_file():
+        return None
+    with safe_open(str(path), "pt") as f:
+        return f.metadata().get("toy_ddpm")
+
+
+@functools.lru_cache(maxsize=1)
 def _shipped_inversions(path: Path = SHIPPED_INVERSIONS) -> dict[str, torch.Tensor]:
     """Every shipped x_T by its face key (empty when the file is missing)."""
     return load_file(str(path)) if path.is_file() else {}
@@ -65,9 +76,10 @@ def _shipped_inversions(path: Path = SHIPPED_INVERSIONS) -> dict[str, torch.Tens
 def shipped_inversion(model: str, schedule: str, images: torch.Tensor, num_steps: int,
                       fixed_point_iters: int) -> torch.Tensor | None:
     """The shipped x_T (N, C, H, W) of these images if every one of them ships, else None (then: invert)."""
-    table = _shipped_inversions()
-    if not table or images.ndim != 4:
+    # any other model (a real 256² one, a toy DDPM of your own) misses before a single image is hashed
+    if model != _shipped_model() or images.ndim != 4:
         return None
+    table = _shipped_inversions()
     keys = [face_key(model, schedule, num_steps, fixed_point_iters, image) for image in images]
     if any(key not in table for key in keys):
         return None
@@ -103,6 +115,7 @@ def build_inversions(path: Path = SHIPPED_INVERSIONS, face_sets=FACE_SETS) -> in
     save_safetensors_atomic(table, Path(path), metadata={"toy_ddpm": model, "schedule": sched,
                                                          "num_steps": NUM_STEPS,
                                                          "fixed_point_iters": FIXED_POINT_ITERS})
+    _shipped_model.cache_clear()
     _shipped_inversions.cache_clear()
     return len(table)
 
